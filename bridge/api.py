@@ -1,0 +1,178 @@
+"""The plugin API: the only module of fin2mqtt that provider plugins import.
+
+A provider plugin is a subclass of ``Provider`` registered in the entry-point group
+``fin2mqtt.providers``. It declares its settings model, builds its link, and turns frames into
+normalized events with a pure ``parse``. The core does the rest: reconnects, MQTT, state, discovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from pydantic import JsonValue
+
+from bridge.config import SecretFileModel
+from bridge.entities import STANDARD_ENTITIES, EntitySpec
+from bridge.events import (
+    AccountStatusEvent,
+    AnyEvent,
+    BalanceEvent,
+    Event,
+    Id,
+    LinkStateEvent,
+    LinkStateName,
+    MarketPriceEvent,
+    Money,
+    NotificationEvent,
+    OrderBookEvent,
+    OrderBookLevel,
+    OrderEvent,
+    PositionEvent,
+    RawEvent,
+    TradeEvent,
+    TransactionEvent,
+    stable_id,
+)
+
+__all__ = [
+    "AccountStatusEvent",
+    "AnyEvent",
+    "BalanceEvent",
+    "Connection",
+    "EntitySpec",
+    "Event",
+    "Id",
+    "Link",
+    "LinkStateEvent",
+    "LinkStateName",
+    "MarketPriceEvent",
+    "Money",
+    "NotificationEvent",
+    "OrderBookEvent",
+    "OrderBookLevel",
+    "OrderEvent",
+    "PositionEvent",
+    "Provider",
+    "ProviderContext",
+    "ProviderSettings",
+    "RawEvent",
+    "STANDARD_ENTITIES",
+    "TradeEvent",
+    "TransactionEvent",
+    "stable_id",
+]
+
+
+class ProviderSettings(SecretFileModel):
+    """Base of every plugin's settings model.
+
+    Unknown keys are errors; ``SecretStr`` fields may also be given as ``<name>_file`` or as the
+    systemd credential ``providers__<instance>__<name>``.
+    """
+
+
+SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
+
+
+class ProviderContext(Protocol):
+    """What the core hands a provider instance's link."""
+
+    @property
+    def instance(self) -> str:
+        """The instance name (``name`` of the ``[[providers]]`` table)."""
+        ...
+
+    @property
+    def logger(self) -> logging.Logger:
+        """Logger named after the instance."""
+        ...
+
+    def now(self) -> datetime:
+        """The current time (UTC, aware); tests may replace the clock."""
+        ...
+
+    def deliver(self, frame: Any) -> None:
+        """Hand one upstream frame to ``Provider.parse`` and publish what it yields.
+
+        A frame ``parse`` cannot handle is published as a ``RawEvent`` with the error: never lost.
+        """
+        ...
+
+    def emit(self, events: Iterable[AnyEvent]) -> None:
+        """Publish events built outside ``parse`` (e.g. from an HTTP poll)."""
+        ...
+
+    def set_link_state(
+        self, state: LinkStateName, *, error: str | None = None, account: str | None = None
+    ) -> None:
+        """Report the link's state; retained on ``<base>/<instance>[/<account>]/link``."""
+        ...
+
+
+class Connection(Protocol):
+    """An open upstream connection, as the provider's hooks see it."""
+
+    async def send(self, message: JsonValue) -> None:
+        """Send one JSON message."""
+        ...
+
+    async def request(self, message: dict[str, JsonValue], *, timeout: float) -> JsonValue:
+        """Send a request and wait for the reply the link matches to it."""
+        ...
+
+
+class Link(ABC):
+    """Owns one upstream connection and its life; the core runs it under supervision.
+
+    ``run`` returns or raises when the link ends; the supervisor restarts it with backoff.
+    ``close`` asks for a clean stop (e.g. an unsubscribe message) and returns when done.
+    """
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Connect, authenticate, receive frames into ``ProviderContext.deliver``."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook with nothing to do by default
+        """Stop cleanly; the default has nothing to say to the upstream."""
+
+
+class Provider(ABC, Generic[SettingsT]):
+    """Base of every provider plugin; one object per configured instance.
+
+    Subclasses set ``settings_model`` and implement ``create_link`` and ``parse``.
+    """
+
+    settings_model: ClassVar[type[ProviderSettings]]
+    """The pydantic model validating the instance's table (minus ``type`` and ``name``)."""
+    entities: ClassVar[Sequence[EntitySpec]] = STANDARD_ENTITIES
+    """Home Assistant entities this provider's retained topics become."""
+    keepalive_interval: ClassVar[float | None] = None
+    """Seconds between ``keepalive`` calls while connected; None when the protocol needs none."""
+
+    def __init__(self, name: str, settings: SettingsT) -> None:
+        self.name = name
+        self.settings = settings
+
+    @abstractmethod
+    def create_link(self, ctx: ProviderContext) -> Link:
+        """Build the link for one run (called again after each restart)."""
+
+    @abstractmethod
+    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+        """Turn one upstream frame into events. Pure: no I/O, no clock, no state changes."""
+
+    async def on_connect(self, conn: Connection) -> None:
+        """Called once the link is open: authenticate, subscribe, request a snapshot."""
+
+    async def keepalive(self, conn: Connection) -> None:
+        """Called every ``keepalive_interval`` seconds while connected (app-level ping)."""
+
+    async def on_stop(self, conn: Connection) -> None:
+        """Called on a clean shutdown while still connected (e.g. ``stream.stop``)."""
+
+
+FrameHandler = Callable[[Any], None]

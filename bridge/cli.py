@@ -1,0 +1,112 @@
+"""The ``fin2mqtt`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from bridge import __version__
+from bridge.config import search_path
+from bridge.errors import ConfigError
+from bridge.loader import LoadedConfig, load_config
+from bridge.logsetup import setup_logging
+from bridge.plugins import installed_providers
+
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+fin2mqtt bridges finance platforms to MQTT. Each configured provider instance keeps a live link
+to its platform; what it receives is published as normalized JSON on MQTT topics, with retained
+balances and statuses and Home Assistant discovery."""
+
+
+def _config_help() -> str:
+    paths = ", ".join(str(p) for p in search_path())
+    return f"configuration file (default: $FIN2MQTT_CONFIG, else the first of: {paths})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job."""
+    parser = argparse.ArgumentParser(
+        prog="fin2mqtt",
+        description=DESCRIPTION,
+        epilog="Exit codes: 0 ok, 1 runtime failure, 2 configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"fin2mqtt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the bridge (what the systemd service does)")
+    run.add_argument("-c", "--config", type=Path, help=_config_help())
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="override the configured log level",
+    )
+
+    check = sub.add_parser(
+        "check", help="validate the configuration and the plugins it uses; connect to nothing"
+    )
+    check.add_argument("-c", "--config", type=Path, help=_config_help())
+
+    sub.add_parser("plugins", help="list the installed provider plugins and their versions")
+    return parser
+
+
+def _load(path: Path | None) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    setup_logging(args.log_level or config.settings.log_level)
+    if config.path is None:
+        print("note: no configuration file found; using defaults", file=sys.stderr)
+    from bridge.daemon import run_daemon
+
+    return asyncio.run(run_daemon(config))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate configuration and plugins."""
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    where = config.path if config.path is not None else "defaults (no file found)"
+    mqtt = config.settings.mqtt
+    print(f"configuration OK: {where}")
+    print(f"  broker: {mqtt.host}:{mqtt.port}, base topic '{mqtt.base_topic}'")
+    print(f"  state directory: {config.settings.state_dir}")
+    if not config.instances:
+        print("  no provider instances configured ([[providers]] tables)")
+    for instance in config.instances:
+        print(f"  provider '{instance.name}': type {instance.type}")
+    return 0
+
+
+def cmd_plugins(_args: argparse.Namespace) -> int:
+    """List installed providers."""
+    found = installed_providers()
+    if not found:
+        print("no provider plugins installed (pip install fin2mqtt-<provider>)")
+        return 0
+    width = max(len(p.type) for p in found)
+    for p in found:
+        print(f"{p.type:<{width}}  {p.distribution} {p.version}  ({p.target})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fin2mqtt`` command."""
+    args = build_parser().parse_args(argv)
+    commands = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins}
+    return commands[args.command](args)

@@ -1,0 +1,130 @@
+"""The context one provider instance's link works with: deliver frames, emit events, link state."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import JsonValue
+
+from bridge.api import Provider
+from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
+from bridge.hub import Hub
+
+PARSE_ERROR_LOG_EVERY = 100
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def jsonable(frame: Any) -> JsonValue:
+    """The frame as JSON data when it is JSON (or JSON text), else its text."""
+    if isinstance(frame, bytes):
+        frame = frame.decode("utf-8", errors="replace")
+    if isinstance(frame, str):
+        try:
+            return json.loads(frame)  # type: ignore[no-any-return]
+        except ValueError:
+            return frame
+    try:
+        return json.loads(json.dumps(frame, default=str))  # type: ignore[no-any-return]
+    except (TypeError, ValueError):
+        return repr(frame)
+
+
+class InstanceContext:
+    """``bridge.api.ProviderContext`` for one provider instance."""
+
+    def __init__(
+        self, provider: Provider[Any], hub: Hub, clock: Callable[[], datetime] = utc_now
+    ) -> None:
+        self.provider = provider
+        self.hub = hub
+        self._clock = clock
+        self.logger = logging.getLogger(f"fin2mqtt.provider.{provider.name}")
+        self.parse_errors = 0
+        self._links: dict[str | None, LinkStateEvent] = {}
+
+    @property
+    def instance(self) -> str:
+        """The instance name."""
+        return self.provider.name
+
+    def now(self) -> datetime:
+        """The current time (UTC)."""
+        return self._clock()
+
+    def deliver(self, frame: Any) -> None:
+        """Parse one frame and publish its events; an unparsable frame becomes a RawEvent."""
+        received_at = self._clock()
+        try:
+            events = self.provider.parse(frame, received_at)
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
+            events = [self._unparsed(frame, received_at, exc)]
+        self.hub.submit(events)
+
+    def emit(self, events: Iterable[AnyEvent]) -> None:
+        """Publish events built outside ``parse``."""
+        self.hub.submit(events)
+
+    def set_link_state(
+        self, state: LinkStateName, *, error: str | None = None, account: str | None = None
+    ) -> None:
+        """Publish a link state change (repeats of the same state and error are ignored)."""
+        previous = self._links.get(account)
+        if previous is not None and previous.state == state and previous.error == error:
+            return
+        now = self._clock()
+        since = previous.since if previous is not None and previous.state == state else now
+        event = LinkStateEvent(
+            provider=self.instance,
+            account=account,
+            id=stable_id(self.instance, account, "link", state, since.isoformat()),
+            received_at=now,
+            source_time=now,
+            state=state,
+            since=since,
+            error=error,
+        )
+        self._links[account] = event
+        self._log_transition(previous, event)
+        self.hub.submit([event])
+
+    def link_state(self, account: str | None = None) -> LinkStateEvent | None:
+        """The last link state reported for ``account``."""
+        return self._links.get(account)
+
+    def _log_transition(self, previous: LinkStateEvent | None, event: LinkStateEvent) -> None:
+        if previous is not None and previous.state == event.state:
+            return
+        where = f" ({event.account})" if event.account else ""
+        if event.state == "connected":
+            self.logger.info("link%s connected", where)
+        elif event.state in ("disconnected", "auth_failed"):
+            self.logger.warning("link%s %s: %s", where, event.state, event.error or "no reason")
+        else:
+            self.logger.debug("link%s %s", where, event.state)
+
+    def _unparsed(self, frame: Any, received_at: datetime, exc: Exception) -> RawEvent:
+        self.parse_errors += 1
+        if self.parse_errors % PARSE_ERROR_LOG_EVERY == 1:
+            self.logger.warning(
+                "could not parse a frame (%d so far), publishing it raw: %s: %s",
+                self.parse_errors,
+                type(exc).__name__,
+                exc,
+            )
+        data = jsonable(frame)
+        return RawEvent(
+            provider=self.instance,
+            id=stable_id(self.instance, "unparsed", received_at.isoformat(), json.dumps(data)),
+            received_at=received_at,
+            name="unparsed",
+            data=data,
+            error=f"{type(exc).__name__}: {exc}",
+        )

@@ -1,0 +1,121 @@
+"""Home Assistant MQTT discovery configs, generated from entity specs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.entities import EntitySpec
+from bridge.events import AnyEvent
+from bridge.topics import TopicMap, slug
+
+PROJECT_URL = "https://github.com/fin2mqtt/fin2mqtt"
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """What discovery needs to know about one provider instance."""
+
+    name: str
+    type: str
+    entities: Sequence[EntitySpec]
+
+
+class Discovery:
+    """Builds the retained discovery configs for the entities a state topic yields."""
+
+    def __init__(self, prefix: str, topics: TopicMap, version: str) -> None:
+        self.prefix = prefix
+        self.topics = topics
+        self.version = version
+        self._providers: dict[str, ProviderInfo] = {}
+
+    def register(self, info: ProviderInfo) -> None:
+        """Declare a provider instance and the entities it offers."""
+        self._providers[info.name] = info
+
+    def configs(
+        self, event: AnyEvent, state_topic: str, link_topic: str | None
+    ) -> list[tuple[str, bytes]]:
+        """``(config topic, payload)`` for every entity of ``event``'s kind."""
+        info = self._providers.get(event.provider)
+        if info is None:
+            return []
+        fields = event.model_dump()
+        node = slug(f"{self.topics.base}_{event.provider}")
+        relative = state_topic.removeprefix(f"{self.topics.base}/{event.provider}/")
+        out = []
+        for spec in info.entities:
+            if spec.kind != event.kind:
+                continue
+            object_id = slug(f"{relative}_{spec.key}".replace("/", "_"))
+            config = self._config(spec, event, info, fields, state_topic, link_topic)
+            config["unique_id"] = f"{node}_{object_id}"
+            config["object_id"] = f"{node}_{object_id}"
+            topic = f"{self.prefix}/{spec.component}/{node}/{object_id}/config"
+            out.append((topic, json.dumps(config, separators=(",", ":")).encode()))
+        return out
+
+    def _config(
+        self,
+        spec: EntitySpec,
+        event: AnyEvent,
+        info: ProviderInfo,
+        fields: dict[str, Any],
+        state_topic: str,
+        link_topic: str | None,
+    ) -> dict[str, Any]:
+        availability: list[dict[str, str]] = [
+            {
+                "topic": self.topics.bridge_state,
+                "value_template": "{{ value_json.state }}",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            }
+        ]
+        if link_topic is not None and spec.kind != "link":
+            availability.append(
+                {
+                    "topic": link_topic,
+                    "value_template": (
+                        "{{ 'online' if value_json.state == 'connected' else 'offline' }}"
+                    ),
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                }
+            )
+        device_name = " ".join(p for p in (info.name, event.account) if p)
+        config: dict[str, Any] = {
+            "name": spec.name.format_map(_Fields(fields)),
+            "has_entity_name": True,
+            "state_topic": state_topic,
+            "value_template": spec.value_template,
+            "availability": availability,
+            "availability_mode": "all",
+            "device": {
+                "identifiers": [slug(f"fin2mqtt_{self.topics.base}_{device_name}")],
+                "name": f"{info.type} {device_name}",
+                "manufacturer": "fin2mqtt",
+                "model": info.type,
+                "sw_version": self.version,
+            },
+            "origin": {"name": "fin2mqtt", "sw_version": self.version, "support_url": PROJECT_URL},
+        }
+        optional = {
+            "device_class": spec.device_class,
+            "state_class": spec.state_class,
+            "icon": spec.icon,
+            "entity_category": spec.entity_category,
+            "unit_of_measurement": spec.unit.format_map(_Fields(fields)) if spec.unit else None,
+        }
+        config.update({k: v for k, v in optional.items() if v is not None})
+        return config
+
+
+class _Fields(dict[str, Any]):
+    """Format-map that leaves unknown names visible instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"

@@ -1,0 +1,256 @@
+"""Normalized events: what every plugin turns upstream frames into.
+
+Every event is a frozen pydantic model with a ``kind``. Money is ``Decimal`` (serialized as a
+string), identifiers are strings (64-bit upstream ids never pass through float), and every event
+carries its provider instance, account alias, source time, receive time and a stable ``id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
+
+SCHEMA_VERSION = 1
+
+
+def _to_decimal(value: Any) -> Any:
+    """Accept decimal strings and ints; floats only through their shortest repr."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an amount")
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def _to_id(value: Any) -> Any:
+    """Keep ids exact: ints become their decimal string, floats are refused."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise TypeError("an id must be a string or an integer, never a float")
+    if isinstance(value, int):
+        return str(value)
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_to_decimal),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
+]
+"""An exact amount; JSON carries it as a plain decimal string (``"910.997790"``)."""
+
+Id = Annotated[str, BeforeValidator(_to_id)]
+"""An upstream identifier kept exact as a string."""
+
+
+def stable_id(*parts: object) -> str:
+    """Derive a short deterministic id from the parts that make an event unique."""
+    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12)
+    return digest.hexdigest()
+
+
+class BaseEvent(BaseModel):
+    """Fields every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retained: ClassVar[bool] = False
+    """True for state (kept retained per topic), False for events (QoS 1, not retained)."""
+
+    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    provider: str
+    """Provider instance name (the ``name`` of its ``[[providers]]`` table)."""
+    account: str | None = None
+    """Account alias as it appears in topics; None for data that belongs to no account."""
+    id: Id
+    """Stable id: the same upstream fact always gets the same id (used for deduplication)."""
+    source_time: datetime | None = None
+    received_at: datetime
+
+
+class BalanceEvent(BaseEvent):
+    """Current balance of one asset (retained)."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["balance"] = "balance"
+    asset: str
+    total: Money
+    available: Money | None = None
+    locked: Money | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class TransactionEvent(BaseEvent):
+    """A movement of funds: deposit, withdrawal, transfer, funding settlement, on-chain transfer."""
+
+    kind: Literal["transaction"] = "transaction"
+    type: str
+    """What moved: deposit, withdrawal, transfer, funding, onchain, …"""
+    status: str | None = None
+    direction: Literal["in", "out"] | None = None
+    asset: str | None = None
+    amount: Money | None = None
+    tx_hash: str | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class OrderEvent(BaseEvent):
+    """A change in the life of an order."""
+
+    kind: Literal["order"] = "order"
+    order_id: Id
+    status: str
+    """created, updated, cancelled, matched, partially_matched, rejected, … (normalized)."""
+    symbol: str | None = None
+    side: Literal["buy", "sell"] | None = None
+    order_type: str | None = None
+    price: Money | None = None
+    quantity: Money | None = None
+    filled_quantity: Money | None = None
+    remaining_quantity: Money | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class TradeEvent(BaseEvent):
+    """A fill (or a rejected trade)."""
+
+    kind: Literal["trade"] = "trade"
+    status: Literal["filled", "rejected"] = "filled"
+    order_id: Id | None = None
+    trade_id: Id | None = None
+    symbol: str | None = None
+    side: Literal["buy", "sell"] | None = None
+    price: Money | None = None
+    quantity: Money | None = None
+    fee: Money | None = None
+    realized_pnl: Money | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class PositionEvent(BaseEvent):
+    """Current open position in one symbol (retained; ``closed`` clears its topic)."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["position"] = "position"
+    symbol: str
+    direction: Literal["long", "short", "closed"]
+    quantity: Money
+    entry_price: Money | None = None
+    mark_price: Money | None = None
+    notional: Money | None = None
+    unrealized_pnl: Money | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class AccountStatusEvent(BaseEvent):
+    """One named status of an account: kyc, iban, sync, recovery, … (retained)."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["account_status"] = "account_status"
+    topic: str
+    """Which status this is (``kyc``, ``iban``, ``sync``, …); becomes the last topic level."""
+    status: str
+    """Normalized value, e.g. ``not_started`` / ``pending`` / ``verified``."""
+    raw: JsonValue = None
+    """The upstream value as sent, for consumers that want it."""
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class MarketPriceEvent(BaseEvent):
+    """Latest price of a market (retained)."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["market_price"] = "market_price"
+    market: str
+    price: Money | None = None
+    bid: Money | None = None
+    ask: Money | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class OrderBookLevel(BaseModel):
+    """One price level of an order book."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    price: Money
+    size: Money
+
+
+class OrderBookEvent(BaseEvent):
+    """Latest order book of a market (retained)."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["order_book"] = "order_book"
+    market: str
+    bids: tuple[OrderBookLevel, ...] = ()
+    asks: tuple[OrderBookLevel, ...] = ()
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class NotificationEvent(BaseEvent):
+    """A message meant for a person: alert, signal, maintenance notice, sync error."""
+
+    kind: Literal["notification"] = "notification"
+    category: str
+    severity: Literal["info", "warning", "error"] = "info"
+    title: str | None = None
+    message: str | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+LinkStateName = Literal["connecting", "connected", "auth_failed", "disconnected"]
+
+
+class LinkStateEvent(BaseEvent):
+    """State of one upstream link (retained): the truth behind availability."""
+
+    retained: ClassVar[bool] = True
+    kind: Literal["link"] = "link"
+    state: LinkStateName
+    since: datetime
+    error: str | None = None
+
+
+class RawEvent(BaseEvent):
+    """An upstream frame no model covers, passed through unchanged rather than dropped."""
+
+    kind: Literal["raw"] = "raw"
+    name: str
+    """The upstream's name for the frame (its ``type``/``event``), or ``unknown``."""
+    data: JsonValue = None
+    error: str | None = None
+    """Why the frame could not be parsed, when that is the reason it is raw."""
+
+
+Event = Annotated[
+    BalanceEvent
+    | TransactionEvent
+    | OrderEvent
+    | TradeEvent
+    | PositionEvent
+    | AccountStatusEvent
+    | MarketPriceEvent
+    | OrderBookEvent
+    | NotificationEvent
+    | LinkStateEvent
+    | RawEvent,
+    Field(discriminator="kind"),
+]
+"""Any normalized event, discriminated by ``kind``."""
+
+AnyEvent = (
+    BalanceEvent
+    | TransactionEvent
+    | OrderEvent
+    | TradeEvent
+    | PositionEvent
+    | AccountStatusEvent
+    | MarketPriceEvent
+    | OrderBookEvent
+    | NotificationEvent
+    | LinkStateEvent
+    | RawEvent
+)

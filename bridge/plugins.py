@@ -1,0 +1,136 @@
+"""Finding and loading provider plugins (stevedore, entry-point group ``fin2mqtt.providers``)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from stevedore import NamedExtensionManager
+
+from bridge.api import Provider, ProviderSettings
+from bridge.config import Settings, describe_errors
+from bridge.errors import ConfigError
+from bridge.secrets import credentials_dir, read_secret_file, secret_fields
+
+GROUP = "fin2mqtt.providers"
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledProvider:
+    """A provider type as installed: its entry point and distribution."""
+
+    type: str
+    target: str
+    distribution: str
+    version: str
+
+
+def installed_providers() -> list[InstalledProvider]:
+    """Every provider type installed in this environment, without importing any plugin."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        dist = ep.dist
+        found.append(
+            InstalledProvider(
+                type=ep.name,
+                target=ep.value,
+                distribution=dist.name if dist else "?",
+                version=dist.version if dist else "?",
+            )
+        )
+    return sorted(found, key=lambda p: p.type)
+
+
+def _installed_names() -> str:
+    names = [p.type for p in installed_providers()]
+    return ", ".join(names) if names else "none"
+
+
+def load_provider_classes(
+    types: list[str],
+) -> tuple[dict[str, type[Provider[Any]]], dict[str, str]]:
+    """Import only the configured provider types; return the classes and, per type, its problem."""
+    if not types:
+        return {}, {}
+    problems: dict[str, str] = {}
+
+    def on_failure(_manager: object, entrypoint: Any, exc: BaseException) -> None:
+        problems[entrypoint.name] = (
+            f"provider type '{entrypoint.name}' failed to load: {type(exc).__name__}: {exc}"
+        )
+
+    def on_missing(names: set[str]) -> None:
+        for name in names:
+            problems[name] = f"unknown provider type '{name}' (installed: {_installed_names()})"
+
+    manager = NamedExtensionManager(
+        GROUP,
+        names=sorted(set(types)),
+        invoke_on_load=False,
+        on_load_failure_callback=on_failure,
+        on_missing_entrypoints_callback=on_missing,
+    )
+    classes: dict[str, type[Provider[Any]]] = {}
+    for ext in manager:
+        plugin = ext.plugin
+        if isinstance(plugin, type) and issubclass(plugin, Provider):
+            classes[ext.name] = plugin
+        else:
+            problems[ext.name] = (
+                f"provider type '{ext.name}': {ext.entry_point.value} is not a "
+                "bridge.api.Provider subclass"
+            )
+    return classes, problems
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInstance:
+    """One configured, validated provider instance, ready to be built."""
+
+    index: int
+    name: str
+    type: str
+    cls: type[Provider[Any]]
+    settings: ProviderSettings
+
+    def build(self) -> Provider[Any]:
+        """Construct the provider object (stores settings; no I/O)."""
+        return self.cls(self.name, self.settings)
+
+
+def _with_credentials(name: str, model: type[ProviderSettings], data: dict[str, Any]) -> None:
+    """Fill secrets from systemd credentials named ``providers__<instance>__<field>``."""
+    creds = credentials_dir()
+    if creds is None:
+        return
+    for field in secret_fields(model):
+        if field in data or f"{field}_file" in data:
+            continue
+        candidate = creds / f"providers__{name}__{field}"
+        if candidate.is_file():
+            data[field] = read_secret_file(candidate)
+
+
+def resolve_instances(settings: Settings, source: str) -> list[ProviderInstance]:
+    """Load the configured plugins and validate every instance's table with its plugin's model."""
+    classes, load_problems = load_provider_classes([p.type for p in settings.providers])
+    problems: list[str] = []
+    instances: list[ProviderInstance] = []
+    for index, entry in enumerate(settings.providers):
+        if entry.type in load_problems:
+            problems.append(f"{source}: providers[{index}].type: {load_problems[entry.type]}")
+            continue
+        cls = classes[entry.type]
+        data = entry.plugin_data()
+        _with_credentials(entry.name, cls.settings_model, data)
+        try:
+            plugin_settings = cls.settings_model.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(describe_errors(exc.errors(), source, ("providers", index)))
+            continue
+        instances.append(ProviderInstance(index, entry.name, entry.type, cls, plugin_settings))
+    if problems:
+        raise ConfigError(problems)
+    return instances

@@ -1,0 +1,192 @@
+"""The broker connection: will, birth, re-publish of state, pipelined publishing, reconnects.
+
+This is the only module that imports aiomqtt. One ``aiomqtt.Client`` is made per connection, so
+nothing paho queued on a dead connection is sent twice behind the outbox's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import aiomqtt
+
+from bridge.backoff import Backoff
+from bridge.config import MqttSettings
+from bridge.outbox import Message, Outbox
+from bridge.topics import TopicMap
+
+log = logging.getLogger(__name__)
+
+ONLINE = b'{"state":"online"}'
+OFFLINE = b'{"state":"offline"}'
+HEALTHY_SESSION = 10.0
+"""A connection that lasted this long resets the reconnect backoff."""
+
+
+class _Stopped(Exception):
+    """Raised inside a session to end it after the shutdown flush."""
+
+
+class Publisher:
+    """Keeps the broker connection and drains the outbox with a window of publishes in flight."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: TopicMap,
+        outbox: Outbox,
+        info: Callable[[], bytes],
+        on_message: Callable[[str, bytes], None],
+        subscriptions: tuple[str, ...],
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.outbox = outbox
+        self._info = info
+        self._on_message = on_message
+        self._subscriptions = subscriptions
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.last_error: str | None = None
+        self._stopping = asyncio.Event()
+        self._flush_timeout = 0.0
+        self._last_attempt = time.monotonic()
+        self._running = False
+
+    def healthy(self) -> bool:
+        """True while the publisher is connected or still actively trying to reconnect."""
+        if not self._running:
+            return False
+        if self.connected.is_set():
+            return True
+        return time.monotonic() - self._last_attempt < self.settings.reconnect_max + 30
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect forever; returns after ``stop``."""
+        self._running = True
+        backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
+        try:
+            while not self._stopping.is_set():
+                self._last_attempt = started = time.monotonic()
+                try:
+                    await self._session()
+                except aiomqtt.MqttError as exc:
+                    self._lost(str(exc))
+                if self._stopping.is_set():
+                    break
+                if time.monotonic() - started >= HEALTHY_SESSION:
+                    backoff.reset()
+                delay = backoff.next()
+                log.debug("reconnecting to the broker in %.2f s", delay)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            self._running = False
+
+    def stop(self, flush_timeout: float) -> None:
+        """Ask ``run`` to flush the outbox (for at most ``flush_timeout``), go offline, and end."""
+        self._flush_timeout = flush_timeout
+        self._stopping.set()
+
+    def _client(self) -> aiomqtt.Client:
+        s = self.settings
+        tls = None
+        if s.tls.enabled:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+            )
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            identifier=s.client_id,
+            will=aiomqtt.Will(self.topics.bridge_state, OFFLINE, qos=1, retain=True),
+            keepalive=s.keepalive,
+            max_inflight_messages=s.max_inflight,
+            tls_params=tls,
+            tls_insecure=s.tls.insecure if s.tls.enabled else None,
+            logger=logging.getLogger("fin2mqtt.mqtt"),
+        )
+        # aiomqtt warns on every publish past this many pending calls, which halves throughput.
+        client.pending_calls_threshold = s.max_inflight + 16
+        return client
+
+    async def _session(self) -> None:
+        async with self._client() as client:
+            self.connects += 1
+            if self.last_error is not None or self.connects == 1:
+                log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
+            self.last_error = None
+            await client.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
+            await client.publish(self.topics.bridge_info, self._info(), qos=1, retain=True)
+            for topic in self._subscriptions:
+                await client.subscribe(topic, qos=1)
+            self.outbox.republish_state()
+            self.connected.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for n in range(self.settings.max_inflight):
+                        tg.create_task(self._publish_loop(client), name=f"mqtt-publish-{n}")
+                    tg.create_task(self._receive_loop(client), name="mqtt-receive")
+                    tg.create_task(self._stop_when_asked(client), name="mqtt-stop")
+            except* _Stopped:
+                pass
+            except* aiomqtt.MqttError as group:
+                raise group.exceptions[0] from None
+            finally:
+                self.connected.clear()
+
+    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+        outbox = self.outbox
+        while True:
+            msg: Message = await outbox.get()
+            try:
+                # No timeout: a dead connection is noticed by the receive loop, which ends the
+                # session and hands every unacknowledged message back to the outbox.
+                await client.publish(
+                    msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, timeout=math.inf
+                )
+            except BaseException:
+                outbox.retry(msg)
+                raise
+            outbox.done(msg)
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            try:
+                self._on_message(str(message.topic), data)
+            except Exception:
+                log.exception("handling a message on %s failed", message.topic)
+
+    async def _stop_when_asked(self, client: aiomqtt.Client) -> None:
+        await self._stopping.wait()
+        if not await self.outbox.wait_idle(self._flush_timeout):
+            log.warning(
+                "stopping with %d event(s) and %d state topic(s) not delivered",
+                self.outbox.pending_events + self.outbox.inflight,
+                self.outbox.pending_state,
+            )
+        await client.publish(self.topics.bridge_state, OFFLINE, qos=1, retain=True, timeout=1)
+        raise _Stopped
+
+    def _lost(self, error: str) -> None:
+        self.connected.clear()
+        if self.last_error is None:
+            log.warning(
+                "MQTT broker %s:%d unreachable: %s (retrying, events are kept in the outbox)",
+                self.settings.host,
+                self.settings.port,
+                error,
+            )
+        self.last_error = error

@@ -1,0 +1,60 @@
+"""Secrets from files: ``<key>_file`` settings and systemd credentials."""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+
+def credentials_dir() -> Path | None:
+    """The directory systemd's ``LoadCredential=`` fills, when running under systemd."""
+    value = os.environ.get("CREDENTIALS_DIRECTORY")
+    return Path(value) if value else None
+
+
+def is_secret_annotation(annotation: Any) -> bool:
+    """True for ``SecretStr`` and ``SecretStr | None``."""
+    if annotation is SecretStr:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(arg is SecretStr for arg in typing.get_args(annotation))
+    return False
+
+
+def secret_fields(model: type[BaseModel]) -> list[str]:
+    """Names of the model's fields that hold secrets."""
+    return [name for name, f in model.model_fields.items() if is_secret_annotation(f.annotation)]
+
+
+def read_secret_file(path: Path) -> str:
+    """Read a secret file, dropping the trailing newline editors add."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
+    """Replace ``<name>_file = "path"`` by ``<name> = <file content>`` for secret fields.
+
+    Used as a ``mode="before"`` validator, so it works whatever source the value came from.
+    """
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name in secret_fields(model):
+        file_key = f"{name}_file"
+        if file_key not in out:
+            continue
+        raw_path = out.pop(file_key)
+        if out.get(name) is not None:
+            raise ValueError(f"set either {name} or {file_key}, not both")
+        path = Path(str(raw_path)).expanduser()
+        try:
+            out[name] = read_secret_file(path)
+        except OSError as exc:
+            raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror}") from exc
+    return out

@@ -1,0 +1,73 @@
+"""The MQTT contract's topic names (public API: change only with a version bump)."""
+
+from __future__ import annotations
+
+import re
+
+from bridge.events import (
+    AccountStatusEvent,
+    AnyEvent,
+    BalanceEvent,
+    LinkStateEvent,
+    MarketPriceEvent,
+    OrderBookEvent,
+    PositionEvent,
+)
+
+_NOT_SLUG = re.compile(r"[^a-z0-9_-]+")
+
+
+def slug(text: str) -> str:
+    """One safe topic level: ``"ETH/USDT-P"`` → ``"eth-usdt-p"``."""
+    return _NOT_SLUG.sub("-", text.lower()).strip("-") or "_"
+
+
+class TopicMap:
+    """Maps events and bridge messages to topics under one base topic."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.bridge_state = f"{base}/bridge/state"
+        self.bridge_info = f"{base}/bridge/info"
+        self.bridge_stats = f"{base}/bridge/stats"
+        self.bridge_requests = f"{base}/bridge/request/+"
+        self._request_prefix = f"{base}/bridge/request/"
+
+    def response(self, op: str) -> str:
+        """Where the answer to ``bridge/request/<op>`` goes."""
+        return f"{self.base}/bridge/response/{op}"
+
+    def request_op(self, topic: str) -> str | None:
+        """The ``<op>`` of a request topic, or None when it is not one."""
+        if topic.startswith(self._request_prefix):
+            return topic[len(self._request_prefix) :]
+        return None
+
+    def owner(self, provider: str, account: str | None) -> str:
+        """``<base>/<instance>`` or ``<base>/<instance>/<account>``."""
+        if account is None:
+            return f"{self.base}/{provider}"
+        return f"{self.base}/{provider}/{slug(account)}"
+
+    def link(self, provider: str, account: str | None = None) -> str:
+        """Retained link state of an instance (or of one account's link)."""
+        return f"{self.owner(provider, account)}/link"
+
+    def for_event(self, event: AnyEvent) -> str:
+        """The topic an event is published on."""
+        owner = self.owner(event.provider, event.account)
+        match event:
+            case LinkStateEvent():
+                return f"{owner}/link"
+            case BalanceEvent():
+                return f"{owner}/balance/{slug(event.asset)}"
+            case PositionEvent():
+                return f"{owner}/position/{slug(event.symbol)}"
+            case AccountStatusEvent():
+                return f"{owner}/status/{slug(event.topic)}"
+            case MarketPriceEvent():
+                return f"{self.base}/{event.provider}/market/{slug(event.market)}/price"
+            case OrderBookEvent():
+                return f"{self.base}/{event.provider}/market/{slug(event.market)}/orderbook"
+            case _:
+                return f"{owner}/{event.kind}"
