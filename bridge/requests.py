@@ -28,7 +28,10 @@ class RequestHandler:
         """Answer one request; every failure becomes an ``error`` answer, never silence."""
         transaction: JsonValue = None
         try:
-            request: JsonValue = json.loads(payload) if payload.strip() else {}
+            try:
+                request: JsonValue = json.loads(payload) if payload.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"request is not valid JSON: {exc}") from exc
             if isinstance(request, dict):
                 transaction = request.get("transaction")
             if op not in self.ops:

@@ -1,0 +1,183 @@
+"""A scripted provider for fin2mqtt's own tests: its "upstream" is a timer inside the link.
+
+It emits a snapshot (balances, positions) on every start, then one ``tick`` frame per interval:
+a transaction event and a new balance. It can crash on purpose, replay old ticks after a restart
+(duplicates the hub must drop), send garbage, and records its clean-stop hook in a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import JsonValue, SecretStr
+
+from bridge.api import (
+    AnyEvent,
+    BalanceEvent,
+    Connection,
+    Link,
+    Money,
+    PositionEvent,
+    Provider,
+    ProviderContext,
+    ProviderSettings,
+    RawEvent,
+    TransactionEvent,
+)
+
+
+class TestProviderSettings(ProviderSettings):
+    """Knobs of the scripted upstream."""
+
+    account: str = "acc-1"
+    asset: str = "USD"
+    balance: Money = Decimal("100")
+    amount: Money = Decimal("1.25")
+    positions: dict[str, Money] = {}
+    interval: float = 0.05
+    ticks: int | None = None
+    """Stop ticking after this many (the link then stays connected and quiet)."""
+    crash_after: int | None = None
+    """Raise after this many ticks in each of the first ``crashes`` runs."""
+    crashes: int = 1
+    replay: int = 0
+    """After a restart, send this many already-sent ticks again."""
+    garbage_at: int | None = None
+    """Send an unparsable frame instead of this tick number."""
+    api_key: SecretStr | None = None
+    stop_marker: Path | None = None
+    """File the clean-stop hook writes to."""
+
+
+class TestProvider(Provider[TestProviderSettings]):
+    """The scripted provider."""
+
+    settings_model = TestProviderSettings
+
+    def __init__(self, name: str, settings: TestProviderSettings) -> None:
+        super().__init__(name, settings)
+        self.cursor = 0
+        self.crashed = 0
+
+    def create_link(self, ctx: ProviderContext) -> Link:
+        """A new timer link for each run."""
+        return TickLink(self, ctx)
+
+    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+        """Snapshot and tick frames to events; anything else is an error (→ raw event)."""
+        s = self.settings
+        data = json.loads(frame)
+        common = {"provider": self.name, "account": s.account, "received_at": received_at}
+        if data["type"] == "snapshot":
+            events: list[AnyEvent] = [
+                BalanceEvent(id=f"bal-{data['seq']}", asset=s.asset, total=data["balance"], **common)
+            ]
+            for symbol, qty in data["positions"].items():
+                direction = "closed" if Decimal(qty) == 0 else "long"
+                events.append(
+                    PositionEvent(
+                        id=f"pos-{symbol}-{data['seq']}",
+                        symbol=symbol,
+                        direction=direction,
+                        quantity=qty,
+                        **common,
+                    )
+                )
+            return events
+        if data["type"] == "tick":
+            seq = data["seq"]
+            source_time = datetime.fromtimestamp(data["ts"], UTC)
+            return [
+                TransactionEvent(
+                    id=f"tx-{seq}",
+                    type="deposit",
+                    direction="in",
+                    asset=s.asset,
+                    amount=data["amount"],
+                    source_time=source_time,
+                    details={"seq": seq},
+                    **common,
+                ),
+                BalanceEvent(id=f"bal-{seq}", asset=s.asset, total=data["balance"], **common),
+            ]
+        return [RawEvent(id=f"raw-{data.get('seq')}", name=str(data["type"]), data=data, **common)]
+
+    async def on_stop(self, conn: Connection) -> None:
+        """Record the clean stop, as a real plugin would send its unsubscribe."""
+        if self.settings.stop_marker is not None:
+            self.settings.stop_marker.write_text(f"stopped at {self.cursor}\n")
+
+
+class TickLink(Link):
+    """The scripted upstream: snapshot, then ticks on a timer."""
+
+    def __init__(self, provider: TestProvider, ctx: ProviderContext) -> None:
+        self.provider = provider
+        self.ctx = ctx
+
+    async def send(self, message: JsonValue) -> None:
+        """Nothing listens upstream."""
+
+    async def request(self, message: dict[str, JsonValue], *, timeout: float) -> JsonValue:
+        """Every request succeeds."""
+        return {"status": 200}
+
+    async def run(self) -> None:
+        """Connect, snapshot, tick."""
+        p, s, ctx = self.provider, self.provider.settings, self.ctx
+        ctx.set_link_state("connecting")
+        await p.on_connect(self)
+        ctx.set_link_state("connected")
+        ctx.deliver(self._snapshot())
+        start = max(0, p.cursor - s.replay)
+        seq = start
+        while s.ticks is None or seq < s.ticks:
+            await asyncio.sleep(s.interval)
+            if s.crash_after is not None and p.crashed < s.crashes and seq - start >= s.crash_after:
+                p.crashed += 1
+                raise RuntimeError(f"simulated crash {p.crashed} at tick {seq}")
+            if seq == s.garbage_at:
+                ctx.deliver(b"\x00not json{")
+            else:
+                ctx.deliver(self._tick(seq))
+            seq += 1
+            p.cursor = max(p.cursor, seq)
+        await asyncio.Event().wait()  # quiet, like an account stream with nothing to say
+
+    async def close(self) -> None:
+        """Run the provider's clean-stop hook."""
+        await self.provider.on_stop(self)
+
+    def _balance(self, seq: int) -> Decimal:
+        s = self.provider.settings
+        return s.balance + s.amount * seq
+
+    def _snapshot(self) -> str:
+        s = self.provider.settings
+        return json.dumps(
+            {
+                "type": "snapshot",
+                "seq": self.provider.cursor,
+                "balance": str(self._balance(self.provider.cursor)),
+                "positions": {k: str(v) for k, v in s.positions.items()},
+            }
+        )
+
+    def _tick(self, seq: int) -> str:
+        s = self.provider.settings
+        return json.dumps(
+            {
+                "type": "tick",
+                "seq": seq,
+                "ts": 1_700_000_000 + seq,
+                "amount": str(s.amount),
+                "balance": str(self._balance(seq + 1)),
+            }
+        )
+

@@ -1,0 +1,1 @@
+"""The plugin-author kit: brokers, MQTT recorder and daemon driver for tests and demos."""
