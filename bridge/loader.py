@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bridge.config import Settings, find_config, load_settings
+import tomllib
+
+from pydantic import ValidationError
+
+from bridge.config import ProviderEntry, Settings, find_config, load_settings
+from bridge.errors import ConfigError
 from bridge.plugins import ProviderInstance, installed_providers, resolve_instances
 
 
@@ -36,7 +41,37 @@ class LoadedConfig:
 def load_config(explicit: Path | None) -> LoadedConfig:
     """Find, read and validate the configuration and its plugins (raises ConfigError)."""
     path = find_config(explicit)
-    settings = load_settings(path)
     source = str(path) if path is not None else "configuration"
-    instances = resolve_instances(settings, source)
+    problems: list[str] = []
+    try:
+        settings: Settings | None = load_settings(path)
+    except ConfigError as exc:
+        # Still validate the provider tables, so one run reports every problem.
+        settings = None
+        problems.extend(exc.problems)
+    entries = list(enumerate(settings.providers)) if settings else _raw_entries(path)
+    try:
+        instances = resolve_instances(entries, source)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems or settings is None:
+        raise ConfigError(problems)
     return LoadedConfig(settings, path, instances)
+
+
+def _raw_entries(path: Path | None) -> list[tuple[int, ProviderEntry]]:
+    """The provider tables of a file whose other settings are invalid (the valid ones only)."""
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as fh:
+            tables = tomllib.load(fh).get("providers", [])
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    entries = []
+    for index, table in enumerate(tables if isinstance(tables, list) else []):
+        try:
+            entries.append((index, ProviderEntry.model_validate(table)))
+        except ValidationError:
+            continue  # already reported by the settings validation
+    return entries

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from stevedore import NamedExtensionManager
 
 from bridge.api import Provider, ProviderSettings
-from bridge.config import Settings, describe_errors
+from bridge.config import ProviderEntry, describe_errors
 from bridge.errors import ConfigError
 from bridge.secrets import credentials_dir, read_secret_file, secret_fields
 
@@ -62,8 +62,9 @@ def load_provider_classes(
         )
 
     def on_missing(names: set[str]) -> None:
+        # stevedore also counts a plugin that failed to import as missing: keep the import error
         for name in names:
-            problems[name] = f"unknown provider type '{name}' (installed: {_installed_names()})"
+            problems.setdefault(name, f"unknown provider type '{name}' (installed: {_installed_names()})")
 
     manager = NamedExtensionManager(
         GROUP,
@@ -113,12 +114,17 @@ def _with_credentials(name: str, model: type[ProviderSettings], data: dict[str, 
             data[field] = read_secret_file(candidate)
 
 
-def resolve_instances(settings: Settings, source: str) -> list[ProviderInstance]:
-    """Load the configured plugins and validate every instance's table with its plugin's model."""
-    classes, load_problems = load_provider_classes([p.type for p in settings.providers])
+def resolve_instances(
+    entries: list[tuple[int, ProviderEntry]], source: str
+) -> list[ProviderInstance]:
+    """Load the configured plugins and validate every instance's table with its plugin's model.
+
+    ``entries`` pairs each table with its index in the file, for error messages.
+    """
+    classes, load_problems = load_provider_classes([entry.type for _, entry in entries])
     problems: list[str] = []
     instances: list[ProviderInstance] = []
-    for index, entry in enumerate(settings.providers):
+    for index, entry in entries:
         if entry.type in load_problems:
             problems.append(f"{source}: providers[{index}].type: {load_problems[entry.type]}")
             continue
