@@ -71,7 +71,7 @@ class ProviderSettings(SecretFileModel):
     """Base of every plugin's settings model.
 
     Unknown keys are errors; ``SecretStr`` fields may also be given as ``<name>_file`` or as the
-    systemd credential ``providers__<instance>__<name>``.
+    systemd credential ``provider__<instance>__<name>``.
     """
 
 

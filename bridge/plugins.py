@@ -102,14 +102,18 @@ class ProviderInstance:
 
 
 def _with_credentials(name: str, model: type[ProviderSettings], data: dict[str, Any]) -> None:
-    """Fill secrets from systemd credentials named ``providers__<instance>__<field>``."""
+    """Fill secrets from systemd credentials named ``provider__<instance>__<field>``.
+
+    Not ``providers__…``: pydantic-settings' nested secrets source would claim those names for
+    the ``providers`` list and fail.
+    """
     creds = credentials_dir()
     if creds is None:
         return
     for field in secret_fields(model):
         if field in data or f"{field}_file" in data:
             continue
-        candidate = creds / f"providers__{name}__{field}"
+        candidate = creds / f"provider__{name}__{field}"
         if candidate.is_file():
             data[field] = read_secret_file(candidate)
 

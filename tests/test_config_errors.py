@@ -139,7 +139,7 @@ def test_env_overrides_and_credentials(tmp_path: Path):
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "mqtt__password").write_text("pw-from-credential\n")
-    (creds / "providers__main__api_key").write_text("key-from-credential\n")
+    (creds / "provider__main__api_key").write_text("key-from-credential\n")
     env = {
         "FIN2MQTT_MQTT__HOST": "from-env",
         "FIN2MQTT_MQTT__PORT": "1884",
