@@ -95,7 +95,11 @@ class Discovery:
             "availability": availability,
             "availability_mode": "all",
             "device": {
-                "identifiers": [slug(f"fin2mqtt_{self.topics.base}_{device_name}")],
+                "identifiers": [
+                    "_".join(
+                        slug(p) for p in ("fin2mqtt", self.topics.base, info.name, event.account) if p
+                    )
+                ],
                 "name": f"{info.type} {device_name}",
                 "manufacturer": "fin2mqtt",
                 "model": info.type,

@@ -48,6 +48,8 @@ class TestProviderSettings(ProviderSettings):
     crashes: int = 1
     replay: int = 0
     """After a restart, send this many already-sent ticks again."""
+    close_positions_at: int | None = None
+    """Close every position at this tick number."""
     garbage_at: int | None = None
     """Send an unparsable frame instead of this tick number."""
     api_key: SecretStr | None = None
@@ -93,7 +95,14 @@ class TestProvider(Provider[TestProviderSettings]):
         if data["type"] == "tick":
             seq = data["seq"]
             source_time = datetime.fromtimestamp(data["ts"], UTC)
+            closed: list[AnyEvent] = [
+                PositionEvent(
+                    id=f"pos-{symbol}-{seq}", symbol=symbol, direction="closed", quantity=0, **common
+                )
+                for symbol in data.get("closed", [])
+            ]
             return [
+                *closed,
                 TransactionEvent(
                     id=f"tx-{seq}",
                     type="deposit",
@@ -178,6 +187,7 @@ class TickLink(Link):
                 "ts": 1_700_000_000 + seq,
                 "amount": str(s.amount),
                 "balance": str(self._balance(seq + 1)),
+                "closed": list(s.positions) if seq == s.close_positions_at else [],
             }
         )
 

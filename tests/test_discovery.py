@@ -1,0 +1,120 @@
+"""Home Assistant discovery: configs retained, availability tied to bridge and link, re-sent."""
+
+from __future__ import annotations
+
+import aiomqtt
+
+from bridge.testing.daemon import DaemonProcess
+from bridge.testing.recorder import MqttRecorder, retained
+
+PROVIDER = """
+[[providers]]
+type = "testprov"
+name = "alpha"
+interval = 0.05
+ticks = {ticks}
+positions = {{"ETH/USDT-P" = "2.5"}}
+close_positions_at = {close}
+"""
+
+BALANCE_CONFIG = "homeassistant/sensor/fin2mqtt_alpha/acc-1_balance_usd_total/config"
+LINK_CONFIG = "homeassistant/binary_sensor/fin2mqtt_alpha/link_connected/config"
+POSITION_CONFIGS = [
+    "homeassistant/sensor/fin2mqtt_alpha/acc-1_position_eth-usdt-p_quantity/config",
+    "homeassistant/sensor/fin2mqtt_alpha/acc-1_position_eth-usdt-p_unrealized_pnl/config",
+]
+
+
+async def test_discovery_configs(broker, recorder: MqttRecorder, daemon_config, tmp_path):
+    config = daemon_config(PROVIDER.format(ticks=1, close=-1))
+    async with DaemonProcess(config, tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction")
+        found = await retained(broker.host, broker.port, "homeassistant/#")
+        assert sorted(found) == sorted([BALANCE_CONFIG, LINK_CONFIG, *POSITION_CONFIGS])
+        assert all(m.qos == 1 for m in found.values())
+
+        balance = found[BALANCE_CONFIG].json()
+        assert balance == {
+            "name": "USD balance",
+            "has_entity_name": True,
+            "state_topic": "fin2mqtt/alpha/acc-1/balance/usd",
+            "value_template": "{{ value_json.total }}",
+            "availability": [
+                {
+                    "topic": "fin2mqtt/bridge/state",
+                    "value_template": "{{ value_json.state }}",
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                },
+                {
+                    "topic": "fin2mqtt/alpha/link",
+                    "value_template": "{{ 'online' if value_json.state == 'connected' else 'offline' }}",
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                },
+            ],
+            "availability_mode": "all",
+            "device": {
+                "identifiers": ["fin2mqtt_fin2mqtt_alpha_acc-1"],
+                "name": "testprov alpha acc-1",
+                "manufacturer": "fin2mqtt",
+                "model": "testprov",
+                "sw_version": "0.1.0",
+            },
+            "origin": {
+                "name": "fin2mqtt",
+                "sw_version": "0.1.0",
+                "support_url": "https://github.com/fin2mqtt/fin2mqtt",
+            },
+            "device_class": "monetary",
+            "state_class": "total",
+            "unit_of_measurement": "USD",
+            "unique_id": "fin2mqtt_alpha_acc-1_balance_usd_total",
+            "object_id": "fin2mqtt_alpha_acc-1_balance_usd_total",
+        }
+        link = found[LINK_CONFIG].json()
+        assert link["device_class"] == "connectivity"
+        assert link["state_topic"] == "fin2mqtt/alpha/link"
+        assert link["value_template"] == "{{ 'ON' if value_json.state == 'connected' else 'OFF' }}"
+        assert [a["topic"] for a in link["availability"]] == ["fin2mqtt/bridge/state"]
+        assert link["entity_category"] == "diagnostic"
+
+        # Home Assistant restarts: discovery (and the state after it) is sent again
+        count = len(recorder.on(BALANCE_CONFIG))
+        async with aiomqtt.Client(broker.host, broker.port) as ha:
+            await ha.publish("homeassistant/status", b"online", qos=1)
+        await recorder.wait_topic(BALANCE_CONFIG, count + 1)
+        await recorder.wait_topic("fin2mqtt/alpha/acc-1/balance/usd", 2)
+        assert "Home Assistant came online: re-sending discovery and state" in daemon.log()
+        await daemon.terminate()
+
+
+async def test_closed_position_clears_its_topic_and_entities(
+    broker, recorder: MqttRecorder, daemon_config, tmp_path
+):
+    config = daemon_config(PROVIDER.format(ticks=3, close=1))
+    async with DaemonProcess(config, tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction", 3)
+        cleared = await recorder.wait_topic("fin2mqtt/alpha/acc-1/position/eth-usdt-p", 2)
+        assert cleared[0].json()["quantity"] == "2.5"
+        assert cleared[-1].payload == b""
+        for topic in POSITION_CONFIGS:
+            assert (await recorder.wait_topic(topic, 2))[-1].payload == b""
+        found = await retained(broker.host, broker.port)
+        assert "fin2mqtt/alpha/acc-1/position/eth-usdt-p" not in found
+        assert not set(POSITION_CONFIGS) & set(found)
+        assert BALANCE_CONFIG in found
+        await daemon.terminate()
+
+
+async def test_discovery_can_be_turned_off(broker, recorder: MqttRecorder, daemon_config, tmp_path):
+    config = daemon_config(
+        PROVIDER.format(ticks=1, close=-1), extra="[homeassistant]\ndiscovery = false\n"
+    )
+    async with DaemonProcess(config, tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction")
+        await daemon.terminate()
+    assert not [m for m in recorder.messages if m.topic.startswith("homeassistant/")]
