@@ -20,7 +20,7 @@ SCHEMA_VERSION = 1
 def _to_decimal(value: Any) -> Any:
     """Accept decimal strings and ints; floats only through their shortest repr."""
     if isinstance(value, bool):
-        raise TypeError("a boolean is not an amount")
+        raise ValueError("a boolean is not an amount")
     if isinstance(value, float):
         return Decimal(repr(value))
     return value
@@ -29,7 +29,7 @@ def _to_decimal(value: Any) -> Any:
 def _to_id(value: Any) -> Any:
     """Keep ids exact: ints become their decimal string, floats are refused."""
     if isinstance(value, bool) or isinstance(value, float):
-        raise TypeError("an id must be a string or an integer, never a float")
+        raise ValueError("an id must be a string or an integer, never a float")
     if isinstance(value, int):
         return str(value)
     return value

@@ -145,7 +145,7 @@ class Outbox:
         self.dropped += 1
         self._dropped_since_log += 1
         now = time.monotonic()
-        if self._dropped_since_log == 1 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
+        if self.dropped == 1 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
             log.warning(
                 "outbox full (%d events): dropped %d oldest event(s), %d in total",
                 self.capacity,

@@ -1,0 +1,154 @@
+"""Pure parts: events, topics, outbox policy, backoff, dedup store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from bridge.backoff import Backoff
+from bridge.dedup import SeenIds
+from bridge.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
+from bridge.outbox import Outbox
+from bridge.topics import TopicMap, slug
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_money_is_a_decimal_string_and_ids_stay_exact():
+    order = OrderEvent(
+        provider="p",
+        account="a",
+        id=578745035695106058,
+        received_at=NOW,
+        order_id=578745035695106058,
+        status="created",
+        price="69762.24077",
+        quantity=Decimal("0.1288935088"),
+    )
+    assert order.order_id == "578745035695106058"
+    assert order.price == Decimal("69762.24077")
+    data = order.model_dump_json(by_alias=True)
+    assert '"order_id":"578745035695106058"' in data
+    assert '"price":"69762.24077"' in data
+    assert '"quantity":"0.1288935088"' in data
+    assert '"schema":1' in data
+    assert '"received_at":"2026-01-02T03:04:05Z"' in data
+
+
+def test_small_amounts_never_turn_into_exponent_notation():
+    balance = BalanceEvent(provider="p", id="b", received_at=NOW, asset="BTC", total="0.00000001")
+    assert '"total":"0.00000001"' in balance.model_dump_json()
+
+
+def test_float_ids_are_refused_and_float_amounts_keep_their_digits():
+    with pytest.raises(ValidationError, match="never a float"):
+        OrderEvent(provider="p", id=1.5, received_at=NOW, order_id="1", status="x")
+    tx = TransactionEvent(provider="p", id="t", received_at=NOW, type="deposit", amount=0.1)
+    assert tx.amount == Decimal("0.1")
+
+
+def test_events_are_frozen_and_strict():
+    tx = TransactionEvent(provider="p", id="t", received_at=NOW, type="deposit")
+    with pytest.raises(ValidationError):
+        tx.type = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="extra"):
+        TransactionEvent(provider="p", id="t", received_at=NOW, type="deposit", colour="red")
+
+
+def test_topics():
+    topics = TopicMap("home/fin")
+    pos = PositionEvent(
+        provider="hib", account="Main", id="x", received_at=NOW, symbol="ETH/USDT-P",
+        direction="long", quantity="1",
+    )
+    assert topics.for_event(pos) == "home/fin/hib/main/position/eth-usdt-p"
+    tx = TransactionEvent(provider="hib", id="t", received_at=NOW, type="deposit")
+    assert topics.for_event(tx) == "home/fin/hib/transaction"
+    assert topics.request_op("home/fin/bridge/request/stats") == "stats"
+    assert topics.request_op("home/fin/other") is None
+    assert slug("  EURe ") == "eure"
+    assert slug("###") == "_"
+
+
+async def test_outbox_coalesces_state_and_sends_it_first():
+    outbox = Outbox(capacity=100)
+    outbox.put_event("e", b"1", 1)
+    outbox.set_state("s", b"old")
+    outbox.set_state("s", b"new")
+    first = await outbox.get()
+    assert (first.topic, first.payload, first.qos, first.retain) == ("s", b"new", 1, True)
+    second = await outbox.get()
+    assert (second.topic, second.payload, second.retain) == ("e", b"1", False)
+    outbox.done(first)
+    outbox.done(second)
+    assert await outbox.wait_idle(0.1)
+
+
+async def test_outbox_retry_puts_events_back_in_front_and_state_back():
+    outbox = Outbox(capacity=100)
+    for n in range(3):
+        outbox.put_event("e", str(n).encode(), 1)
+    outbox.set_state("s", b"x")
+    s = await outbox.get()
+    e0 = await outbox.get()
+    outbox.retry(e0)
+    outbox.retry(s)
+    assert not await outbox.wait_idle(0.01)
+    order = [(await outbox.get()).payload for _ in range(4)]
+    assert order == [b"x", b"0", b"1", b"2"]
+
+
+async def test_outbox_drops_the_oldest_events_when_full_and_says_so(caplog):
+    outbox = Outbox(capacity=100)
+    with caplog.at_level(logging.WARNING, "bridge.outbox"):
+        for n in range(150):
+            outbox.put_event("e", str(n).encode(), 1)
+    assert outbox.dropped == 50
+    assert outbox.pending_events == 100
+    assert (await outbox.get()).payload == b"50"
+    assert caplog.messages[0] == "outbox full (100 events): dropped 1 oldest event(s), 1 in total"
+    assert len(caplog.messages) == 1  # one line, not one per drop
+
+
+async def test_outbox_forgets_a_cleared_topic_once_delivered():
+    outbox = Outbox(capacity=100)
+    outbox.set_state("s", b"x")
+    outbox.done(await outbox.get())
+    outbox.set_state("s", b"")
+    outbox.done(await outbox.get())
+    assert outbox.state_topics() == []
+    outbox.republish_state()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(outbox.get(), 0.05)
+
+
+def test_backoff_grows_is_capped_and_resets():
+    backoff = Backoff(0.1, 1.0, uniform=lambda a, b: 1.0)
+    assert [backoff.next() for _ in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    backoff.reset()
+    assert backoff.next() == 0.1
+    jittered = Backoff(1.0, 10.0)
+    delays = [jittered.next() for _ in range(50)]
+    assert all(d <= 10.0 for d in delays)
+    assert 0.85 <= delays[0] <= 1.15
+
+
+def test_seen_ids_survive_a_restart_and_stay_bounded(tmp_path):
+    path = tmp_path / "seen.sqlite3"
+    seen = SeenIds(path, capacity=3)
+    seen.open()
+    assert [seen.add(k) for k in ("a", "b", "a")] == [True, True, False]
+    for k in ("c", "d"):
+        seen.add(k)
+    seen.close()
+    again = SeenIds(path, capacity=3)
+    again.open()
+    assert len(again) == 3
+    assert again.add("a") is True  # the oldest was forgotten
+    assert again.add("d") is False
+    again.close()
