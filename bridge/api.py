@@ -39,6 +39,7 @@ from bridge.events import (
 )
 
 __all__ = [
+    "STANDARD_ENTITIES",
     "AccountStatusEvent",
     "AnyEvent",
     "BalanceEvent",
@@ -60,7 +61,6 @@ __all__ = [
     "ProviderContext",
     "ProviderSettings",
     "RawEvent",
-    "STANDARD_ENTITIES",
     "TradeEvent",
     "TransactionEvent",
     "stable_id",

@@ -89,7 +89,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not config.instances:
         print("  no provider instances configured ([[providers]] tables)")
     for instance in config.instances:
-        print(f"  provider '{instance.name}': type {instance.type}")
+        print(f"  provider '{instance.name}': type {instance.provider_type}")
     return 0
 
 

@@ -40,9 +40,7 @@ ENV_PREFIX = "FIN2MQTT_"
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 """Lower-case letters, digits, ``_`` and ``-``: safe as one MQTT topic level."""
 
-TopicPrefix = Annotated[
-    str, StringConstraints(pattern=r"^[^#+/\s]+(/[^#+/\s]+)*$", max_length=128)
-]
+TopicPrefix = Annotated[str, StringConstraints(pattern=r"^[^#+/\s]+(/[^#+/\s]+)*$", max_length=128)]
 """One or more topic levels without wildcards or empty levels."""
 
 
@@ -82,7 +80,7 @@ class MqttSettings(SecretFileModel):
     event_qos: Literal[0, 1] = 1
     """QoS of events (transactions, orders, …); retained state always uses QoS 1."""
     outbox_size: int = Field(default=100_000, ge=100)
-    """Events kept while the broker is unreachable; past this the oldest are dropped (and counted)."""
+    """Events kept while the broker is unreachable; past this the oldest are dropped, counted."""
     max_inflight: int = Field(default=64, ge=1, le=1000)
     """Publishes awaiting the broker's acknowledgement at once."""
     reconnect_min: float = Field(default=0.5, gt=0)

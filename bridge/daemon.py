@@ -50,7 +50,9 @@ class Daemon:
         for instance in config.instances:
             provider = instance.build()
             if self.discovery is not None:
-                self.discovery.register(ProviderInfo(instance.name, instance.type, provider.entities))
+                self.discovery.register(
+                    ProviderInfo(instance.name, instance.provider_type, provider.entities)
+                )
             ctx = InstanceContext(provider, self.hub)
             self.runners.append(ProviderRunner(provider, ctx, settings.supervisor))
         self.requests = RequestHandler(
@@ -176,8 +178,11 @@ class Daemon:
             if lag < period and self.publisher.healthy():
                 self.notifier.watchdog()
             else:
-                log.warning("watchdog not fed: loop lag %.2f s, publisher healthy: %s",
-                            lag, self.publisher.healthy())
+                log.warning(
+                    "watchdog not fed: loop lag %.2f s, publisher healthy: %s",
+                    lag,
+                    self.publisher.healthy(),
+                )
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.ha_status_topic:
@@ -193,7 +198,7 @@ class Daemon:
         return {
             "version": __version__,
             "plugins": self.config.plugin_versions(),
-            "providers": [{"name": i.name, "type": i.type} for i in self.config.instances],
+            "providers": [{"name": i.name, "type": i.provider_type} for i in self.config.instances],
             "config": self.config.redacted(),
         }
 
@@ -201,10 +206,10 @@ class Daemon:
         return json.dumps(self._info(), separators=(",", ":")).encode()
 
     def _info_request(self, _request: JsonValue) -> JsonValue:
-        return json.loads(self._info_payload())  # type: ignore[no-any-return]
+        return self._info()
 
     def _stats_request(self, _request: JsonValue) -> JsonValue:
-        return self.stats()  # type: ignore[return-value]
+        return self.stats()
 
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: outbox, drops, duplicates, reconnects, restarts."""
@@ -235,4 +240,3 @@ async def run_daemon(config: LoadedConfig) -> int:
         return await Daemon(config, notifier).run()
     finally:
         notifier.close()
-

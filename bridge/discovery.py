@@ -97,7 +97,9 @@ class Discovery:
             "device": {
                 "identifiers": [
                     "_".join(
-                        slug(p) for p in ("fin2mqtt", self.topics.base, info.name, event.account) if p
+                        slug(p)
+                        for p in ("fin2mqtt", self.topics.base, info.name, event.account)
+                        if p
                     )
                 ],
                 "name": f"{info.type} {device_name}",

@@ -28,7 +28,7 @@ def _to_decimal(value: Any) -> Any:
 
 def _to_id(value: Any) -> Any:
     """Keep ids exact: ints become their decimal string, floats are refused."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError("an id must be a string or an integer, never a float")
     if isinstance(value, int):
         return str(value)
@@ -60,7 +60,7 @@ class BaseEvent(BaseModel):
     retained: ClassVar[bool] = False
     """True for state (kept retained per topic), False for events (QoS 1, not retained)."""
 
-    schema_: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    schema_: Literal[1] = Field(default=1, alias="schema")
     provider: str
     """Provider instance name (the ``name`` of its ``[[providers]]`` table)."""
     account: str | None = None

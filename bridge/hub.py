@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bridge.discovery import Discovery
 from bridge.dedup import SeenIds
+from bridge.discovery import Discovery
 from bridge.events import AnyEvent, PositionEvent
 from bridge.outbox import Outbox
 from bridge.topics import TopicMap

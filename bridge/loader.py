@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from pydantic import ValidationError
 
@@ -27,14 +26,14 @@ class LoadedConfig:
         """The configuration as JSON data with every secret masked."""
         data = self.settings.model_dump(mode="json", exclude={"providers"})
         data["providers"] = [
-            {"type": i.type, "name": i.name, **i.settings.model_dump(mode="json")}
+            {"type": i.provider_type, "name": i.name, **i.settings.model_dump(mode="json")}
             for i in self.instances
         ]
         return data
 
     def plugin_versions(self) -> dict[str, str]:
         """Version of each configured provider type's distribution."""
-        used = {i.type for i in self.instances}
+        used = {i.provider_type for i in self.instances}
         return {p.type: p.version for p in installed_providers() if p.type in used}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +62,14 @@ def load_provider_classes(
             f"provider type '{entrypoint.name}' failed to load: {type(exc).__name__}: {exc}"
         )
 
-    def on_missing(names: set[str]) -> None:
+    def on_missing(names: Iterable[str]) -> None:
         # stevedore also counts a plugin that failed to import as missing: keep the import error
         for name in names:
-            problems.setdefault(name, f"unknown provider type '{name}' (installed: {_installed_names()})")
+            problems.setdefault(
+                name, f"unknown provider type '{name}' (installed: {_installed_names()})"
+            )
 
-    manager = NamedExtensionManager(
+    manager: NamedExtensionManager[type[Provider[Any]]] = NamedExtensionManager(
         GROUP,
         names=sorted(set(types)),
         invoke_on_load=False,
@@ -92,7 +95,7 @@ class ProviderInstance:
 
     index: int
     name: str
-    type: str
+    provider_type: str
     cls: type[Provider[Any]]
     settings: ProviderSettings
 

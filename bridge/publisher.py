@@ -7,6 +7,7 @@ nothing paho queued on a dead connection is sent twice behind the outbox's back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -82,10 +83,8 @@ class Publisher:
                     backoff.reset()
                 delay = backoff.next()
                 log.debug("reconnecting to the broker in %.2f s", delay)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
-                except TimeoutError:
-                    pass
         finally:
             self._running = False
 

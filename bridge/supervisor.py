@@ -47,7 +47,7 @@ class ProviderRunner:
             await self._link.run()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - isolation: no plugin error stops the daemon
             self._log.debug("link crashed", exc_info=True)
             return f"{type(exc).__name__}: {exc}"
         finally:
@@ -61,5 +61,5 @@ class ProviderRunner:
             return
         try:
             await link.close()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed goodbye must not block the shutdown
             self._log.warning("clean stop failed", exc_info=True)

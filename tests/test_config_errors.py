@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 
 
-
-
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
         [sys.executable, "-m", "bridge", *args],
+        check=False,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -155,16 +154,18 @@ def test_env_overrides_and_credentials(tmp_path: Path):
     import os
 
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
     )
     assert out.stdout.split() == ["from-env", "1884", "pw-from-credential", "key-from-credential"]
 
 
 def test_check_reports_a_good_config_without_connecting(tmp_path: Path):
     path = tmp_path / "ok.toml"
-    path.write_text(
-        '[mqtt]\nhost = "192.0.2.1"\n[[providers]]\ntype = "testprov"\nname = "main"\n'
-    )
+    path.write_text('[mqtt]\nhost = "192.0.2.1"\n[[providers]]\ntype = "testprov"\nname = "main"\n')
     result = run_cli("check", "-c", str(path))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
@@ -178,7 +179,10 @@ def test_check_reports_a_good_config_without_connecting(tmp_path: Path):
 def test_plugins_and_version():
     result = run_cli("plugins")
     assert result.returncode == 0
-    assert "testprov    fin2mqtt-testprovider 0.1.0  (fin2mqtt_testprovider:TestProvider)" in result.stdout
+    assert (
+        "testprov    fin2mqtt-testprovider 0.1.0  (fin2mqtt_testprovider:TestProvider)"
+        in result.stdout
+    )
     version = run_cli("--version")
     assert version.stdout.startswith("fin2mqtt 0.1.0")
 

@@ -18,7 +18,9 @@ positions = {"ETH/USDT-P" = "0.002552700"}
 """
 
 
-async def test_events_state_and_bridge_topics(broker, recorder: MqttRecorder, daemon_config, tmp_path):
+async def test_events_state_and_bridge_topics(
+    broker, recorder: MqttRecorder, daemon_config, tmp_path
+):
     async with DaemonProcess(daemon_config(PROVIDER), tmp_path / "d") as daemon:
         await daemon.wait_ready()
         txs = await recorder.wait_topic("fin2mqtt/alpha/main-acct/transaction", 3)
@@ -98,7 +100,9 @@ async def test_will_turns_offline_when_killed(broker: Broker, recorder, daemon_c
     async with DaemonProcess(config, tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_for(
-            lambda ms: any(m.topic == "fin2mqtt/bridge/state" and m.json()["state"] == "online" for m in ms)
+            lambda ms: any(
+                m.topic == "fin2mqtt/bridge/state" and m.json()["state"] == "online" for m in ms
+            )
         )
         daemon.kill()
         await daemon.wait_exit()
@@ -139,6 +143,7 @@ async def test_requests_get_answers(broker, recorder, daemon_config, tmp_path):
         }
         bad = (await recorder.wait_topic("fin2mqtt/bridge/response/info"))[0].json()
         assert bad["status"] == "error"
-        assert bad["error"] == "request is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+        assert (
+            bad["error"] == "request is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+        )
         await daemon.terminate()
-

@@ -27,7 +27,9 @@ positions = {"BTC/USDT-P" = "0.5"}
         await daemon.wait_ready()
         async with MqttRecorder(broker.host, broker.port) as rec:
             await rec.wait_for(
-                lambda ms: any(m.topic.endswith("balance/usd") and m.json()["total"] == "102.50" for m in ms)
+                lambda ms: any(
+                    m.topic.endswith("balance/usd") and m.json()["total"] == "102.50" for m in ms
+                )
             )
         before = await retained(broker.host, broker.port)
         broker.restart()  # no persistence: the broker forgets every retained message
@@ -55,10 +57,14 @@ name = "alpha"
 interval = 0.02
 ticks = 150
 """
-        config = daemon_config(providers).replace(f"port = {_port(daemon_config)}", f"port = {broker.port}")
+        config = daemon_config(providers).replace(
+            f"port = {_port(daemon_config)}", f"port = {broker.port}"
+        )
         topic = "fin2mqtt/alpha/acc-1/transaction"
         async with (
-            MqttRecorder(broker.host, broker.port, (topic,), client_id="rec", clean_session=False) as rec,
+            MqttRecorder(
+                broker.host, broker.port, (topic,), client_id="rec", clean_session=False
+            ) as rec,
             DaemonProcess(config, tmp_path / "d") as daemon,
         ):
             await daemon.wait_ready()
@@ -104,8 +110,10 @@ ticks = 40
     async with DaemonProcess(daemon_config(providers), tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_for(
-            lambda ms: len(_ids(recorder, "fin2mqtt/crashy/acc-1/transaction")) >= 30
-            and len(_ids(recorder, "fin2mqtt/steady/acc-1/transaction")) >= 40,
+            lambda ms: (
+                len(_ids(recorder, "fin2mqtt/crashy/acc-1/transaction")) >= 30
+                and len(_ids(recorder, "fin2mqtt/steady/acc-1/transaction")) >= 40
+            ),
             timeout=15,
             what="all events of both providers",
         )

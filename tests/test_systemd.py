@@ -22,7 +22,10 @@ async def test_notifications_ready_status_watchdog_stopping(broker, daemon_confi
     async with DaemonProcess(config, tmp_path / "d", env=env) as daemon:
         ready_after = await daemon.wait_ready()
         assert ready_after < 10
-        assert daemon.notifications[0] == f"STATUS=connecting to MQTT broker {broker.host}:{broker.port}"
+        assert (
+            daemon.notifications[0]
+            == f"STATUS=connecting to MQTT broker {broker.host}:{broker.port}"
+        )
         ready = daemon.notifications.index("READY=1")
         assert daemon.notifications[ready + 1] == (
             f"STATUS=connected to {broker.host}:{broker.port}; 1 provider instance(s)"
@@ -79,10 +82,16 @@ async def test_logs_outside_journald_have_timestamps(broker, daemon_config, tmp_
     assert line.endswith(" INFO    fin2mqtt: fin2mqtt 0.1.0 starting: 1 provider instance(s)")
 
 
-async def test_sigterm_before_the_broker_is_reachable_exits_cleanly(daemon_config, broker, tmp_path):
+async def test_sigterm_before_the_broker_is_reachable_exits_cleanly(
+    daemon_config, broker, tmp_path
+):
     broker.stop()
-    async with DaemonProcess(daemon_config(PROVIDER.format(marker=tmp_path / "m")), tmp_path / "d") as daemon:
-        await daemon.wait_notification(f"STATUS=connecting to MQTT broker {broker.host}:{broker.port}")
+    async with DaemonProcess(
+        daemon_config(PROVIDER.format(marker=tmp_path / "m")), tmp_path / "d"
+    ) as daemon:
+        await daemon.wait_notification(
+            f"STATUS=connecting to MQTT broker {broker.host}:{broker.port}"
+        )
         await asyncio.sleep(0.5)
         code, elapsed = await daemon.terminate()
         assert code == 0

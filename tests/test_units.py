@@ -63,8 +63,13 @@ def test_events_are_frozen_and_strict():
 def test_topics():
     topics = TopicMap("home/fin")
     pos = PositionEvent(
-        provider="hib", account="Main", id="x", received_at=NOW, symbol="ETH/USDT-P",
-        direction="long", quantity="1",
+        provider="hib",
+        account="Main",
+        id="x",
+        received_at=NOW,
+        symbol="ETH/USDT-P",
+        direction="long",
+        quantity="1",
     )
     assert topics.for_event(pos) == "home/fin/hib/main/position/eth-usdt-p"
     tx = TransactionEvent(provider="hib", id="t", received_at=NOW, type="deposit")

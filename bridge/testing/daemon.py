@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -88,10 +89,8 @@ class DaemonProcess:
             if remaining <= 0:
                 raise AssertionError(f"no {line} within {timeout} s; log:\n{self.log()}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
-            except TimeoutError:
-                pass
         return time.monotonic() - self.started_at
 
     async def wait_ready(self, timeout: float = 15) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -74,7 +75,8 @@ class MqttRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._task is not None and self._group is not None
+        assert self._task is not None
+        assert self._group is not None
         self._task.cancel()
         await self._group.__aexit__(None, None, None)
 
@@ -117,10 +119,8 @@ class MqttRecorder:
                 seen = sorted({m.topic for m in self.messages})
                 raise AssertionError(f"timed out waiting for {what or predicate}; topics: {seen}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def wait_topic(self, topic: str, count: int = 1, timeout: float = 10) -> list[Received]:
         """Wait for ``count`` messages on ``topic`` and return them all."""

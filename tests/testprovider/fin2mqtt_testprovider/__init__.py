@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import JsonValue, SecretStr
+from pydantic import Field, JsonValue, SecretStr
 
 from bridge.api import (
     AnyEvent,
@@ -39,7 +39,7 @@ class TestProviderSettings(ProviderSettings):
     asset: str = "USD"
     balance: Money = Decimal("100")
     amount: Money = Decimal("1.25")
-    positions: dict[str, Money] = {}
+    positions: dict[str, Money] = Field(default_factory=dict)
     interval: float = 0.05
     ticks: int | None = None
     """Stop ticking after this many (the link then stays connected and quiet)."""
@@ -78,7 +78,9 @@ class TestProvider(Provider[TestProviderSettings]):
         common = {"provider": self.name, "account": s.account, "received_at": received_at}
         if data["type"] == "snapshot":
             events: list[AnyEvent] = [
-                BalanceEvent(id=f"bal-{data['seq']}", asset=s.asset, total=data["balance"], **common)
+                BalanceEvent(
+                    id=f"bal-{data['seq']}", asset=s.asset, total=data["balance"], **common
+                )
             ]
             for symbol, qty in data["positions"].items():
                 direction = "closed" if Decimal(qty) == 0 else "long"
@@ -97,7 +99,11 @@ class TestProvider(Provider[TestProviderSettings]):
             source_time = datetime.fromtimestamp(data["ts"], UTC)
             closed: list[AnyEvent] = [
                 PositionEvent(
-                    id=f"pos-{symbol}-{seq}", symbol=symbol, direction="closed", quantity=0, **common
+                    id=f"pos-{symbol}-{seq}",
+                    symbol=symbol,
+                    direction="closed",
+                    quantity=0,
+                    **common,
                 )
                 for symbol in data.get("closed", [])
             ]
@@ -190,4 +196,3 @@ class TickLink(Link):
                 "closed": list(s.positions) if seq == s.close_positions_at else [],
             }
         )
-
