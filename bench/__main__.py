@@ -1,0 +1,25 @@
+"""``uv run python -m bench [--quick]``: run the benchmarks and print their figures."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+from bench import publisher, ready
+
+
+async def main(quick: bool) -> None:
+    """Run every benchmark in turn."""
+    with tempfile.TemporaryDirectory(prefix="f2m-bench-") as tmp:
+        work = Path(tmp)
+        n, rounds = (5_000, 3) if quick else (30_000, 5)
+        await publisher.run(work / "publisher", n, rounds)
+        await ready.run(work / "ready", 3 if quick else 7)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer messages and rounds")
+    asyncio.run(main(parser.parse_args().quick))

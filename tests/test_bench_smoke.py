@@ -1,0 +1,16 @@
+"""Keeps the benchmark harness from rotting: a tiny run of each part."""
+
+from __future__ import annotations
+
+from bench import publisher, ready
+
+
+async def test_publisher_benchmark_runs(tmp_path):
+    result = await publisher.run(tmp_path, n=300, rounds=1)
+    assert result["publisher_vs_awaiting"] > 0
+    assert len(result["publisher_rates"]["publisher"]) == 1
+
+
+async def test_ready_benchmark_runs(tmp_path):
+    result = await ready.run(tmp_path, rounds=1, instances=2)
+    assert 0 < result["ready_s"] < 15
