@@ -141,6 +141,7 @@ async def retained(
                 message = await asyncio.wait_for(anext(aiter(client.messages)), quiet)
             except TimeoutError:
                 break
-            if message.retain:
+            # amqtt also sends retained messages that do not match the filter
+            if message.retain and message.topic.matches(topic_filter):
                 found[str(message.topic)] = _received(message)
     return found
