@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -17,6 +17,13 @@ from pydantic import JsonValue
 
 from bridge.config import SecretFileModel
 from bridge.entities import STANDARD_ENTITIES, EntitySpec
+from bridge.errors import (
+    AuthFailure,
+    DoNotReconnect,
+    LinkFailure,
+    TransportFailure,
+    UpstreamConfigFailure,
+)
 from bridge.events import (
     AccountStatusEvent,
     AnyEvent,
@@ -42,12 +49,15 @@ __all__ = [
     "STANDARD_ENTITIES",
     "AccountStatusEvent",
     "AnyEvent",
+    "AuthFailure",
     "BalanceEvent",
     "Connection",
+    "DoNotReconnect",
     "EntitySpec",
     "Event",
     "Id",
     "Link",
+    "LinkFailure",
     "LinkStateEvent",
     "LinkStateName",
     "MarketPriceEvent",
@@ -63,6 +73,8 @@ __all__ = [
     "RawEvent",
     "TradeEvent",
     "TransactionEvent",
+    "TransportFailure",
+    "UpstreamConfigFailure",
     "stable_id",
 ]
 
@@ -116,12 +128,27 @@ class ProviderContext(Protocol):
 class Connection(Protocol):
     """An open upstream connection, as the provider's hooks see it."""
 
+    account: str | None
+    """The account this connection serves, when the provider runs one link per account."""
+    data: dict[str, Any]
+    """Per-connection state of the hooks (e.g. a listen key); empty on every new connection."""
+
     async def send(self, message: JsonValue) -> None:
         """Send one JSON message."""
         ...
 
-    async def request(self, message: dict[str, JsonValue], *, timeout: float) -> JsonValue:
-        """Send a request and wait for the reply the link matches to it."""
+    async def request(
+        self,
+        message: dict[str, JsonValue],
+        *,
+        timeout: float | None = None,
+        deliver_reply: bool = False,
+    ) -> Any:
+        """Send a request and wait for the reply the link matches to it by id.
+
+        ``deliver_reply`` also hands the reply to ``parse`` (a snapshot), in order with other
+        frames. No reply in time is a ``TransportFailure``.
+        """
         ...
 
 
@@ -152,6 +179,8 @@ class Provider(ABC, Generic[SettingsT]):
     """Home Assistant entities this provider's retained topics become."""
     keepalive_interval: ClassVar[float | None] = None
     """Seconds between ``keepalive`` calls while connected; None when the protocol needs none."""
+    close_codes: ClassVar[Mapping[int, type[LinkFailure]]] = {}
+    """WebSocket close codes that mean more than "retry" (e.g. ``{4003: DoNotReconnect}``)."""
 
     def __init__(self, name: str, settings: SettingsT) -> None:
         self.name = name
@@ -173,6 +202,13 @@ class Provider(ABC, Generic[SettingsT]):
 
     async def on_stop(self, conn: Connection) -> None:
         """Called on a clean shutdown while still connected (e.g. ``stream.stop``)."""
+
+    def control(self, frame: Any) -> None:
+        """Called for every frame before it is queued; raise a LinkFailure to end the connection.
+
+        For frames that change the connection rather than the data (``stream_expired``,
+        a late ``auth_error``). Must be quick and must not block.
+        """
 
 
 FrameHandler = Callable[[Any], None]

@@ -49,6 +49,7 @@ class InstanceContext:
         self.logger = logging.getLogger(f"fin2mqtt.provider.{provider.name}")
         self.parse_errors = 0
         self._links: dict[str | None, LinkStateEvent] = {}
+        self._trouble: dict[str | None, str] = {}
 
     @property
     def instance(self) -> str:
@@ -100,13 +101,18 @@ class InstanceContext:
         return self._links.get(account)
 
     def _log_transition(self, previous: LinkStateEvent | None, event: LinkStateEvent) -> None:
-        if previous is not None and previous.state == event.state:
-            return
+        """Log a lost link, a change in its trouble, and its return; not every retry."""
         where = f" ({event.account})" if event.account else ""
         if event.state == "connected":
-            self.logger.info("link%s connected", where)
+            if self._trouble.pop(event.account, None) is not None:
+                self.logger.info("link%s connected again", where)
+            elif previous is None or previous.state != "connected":
+                self.logger.info("link%s connected", where)
         elif event.state in ("disconnected", "auth_failed"):
-            self.logger.warning("link%s %s: %s", where, event.state, event.error or "no reason")
+            trouble = f"{event.state}: {event.error or 'no reason given'}"
+            if self._trouble.get(event.account) != trouble:
+                self._trouble[event.account] = trouble
+                self.logger.warning("link%s %s (retrying)", where, trouble)
         else:
             self.logger.debug("link%s %s", where, event.state)
 

@@ -135,11 +135,19 @@ class TickLink(Link):
     def __init__(self, provider: TestProvider, ctx: ProviderContext) -> None:
         self.provider = provider
         self.ctx = ctx
+        self.account: str | None = None
+        self.data: dict[str, Any] = {}
 
     async def send(self, message: JsonValue) -> None:
         """Nothing listens upstream."""
 
-    async def request(self, message: dict[str, JsonValue], *, timeout: float) -> JsonValue:
+    async def request(
+        self,
+        message: dict[str, JsonValue],
+        *,
+        timeout: float | None = None,
+        deliver_reply: bool = False,
+    ) -> Any:
         """Every request succeeds."""
         return {"status": 200}
 

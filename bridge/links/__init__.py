@@ -1,0 +1,1 @@
+"""Links the core gives plugins: WebSocket, Socket.IO, webhook, and groups of them."""

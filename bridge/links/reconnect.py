@@ -1,0 +1,120 @@
+"""The one reconnect loop every link uses: classify the failure, report it, wait, try again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bridge.api import LinkStateName, ProviderContext
+from bridge.backoff import Backoff
+from bridge.errors import (
+    AuthFailure,
+    DoNotReconnect,
+    LinkFailure,
+    TransportFailure,
+    UpstreamConfigFailure,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long a link waits after each kind of failure (seconds)."""
+
+    backoff_min: float = 1.0
+    backoff_max: float = 30.0
+    healthy_after: float = 30.0
+    """A connection that stayed up this long resets the backoff."""
+    auth_retry: float = 300.0
+    """After credentials were rejected (the secret is read again before the next try)."""
+    config_retry: float = 3600.0
+    """After the upstream rejected our settings."""
+    hold_off: float = 600.0
+    """After a "do not reconnect" answer such as a duplicate session."""
+
+
+def as_failure(exc: BaseException) -> LinkFailure | None:
+    """The LinkFailure an exception means, or None for a bug that should reach the supervisor."""
+    if isinstance(exc, LinkFailure):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return TransportFailure("timed out")
+    if isinstance(exc, OSError):
+        return TransportFailure(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+class Reconnector:
+    """Runs connection sessions forever with the right pause after each failure."""
+
+    def __init__(
+        self,
+        ctx: ProviderContext,
+        policy: RetryPolicy,
+        *,
+        account: str | None = None,
+        label: str = "link",
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy
+        self.account = account
+        self.label = label
+        self.backoff = Backoff(policy.backoff_min, policy.backoff_max)
+        self.attempts = 0
+        self.closing = asyncio.Event()
+        self._connected_at: float | None = None
+
+    def connected(self) -> None:
+        """A session calls this once it is fully up (authenticated, subscribed)."""
+        self._connected_at = time.monotonic()
+        self.ctx.set_link_state("connected", account=self.account)
+
+    async def run(self, session: Callable[[], Awaitable[None]]) -> None:
+        """Call ``session`` again and again until ``close``; returns after a clean close."""
+        while not self.closing.is_set():
+            self.attempts += 1
+            self._connected_at = None
+            self.ctx.set_link_state("connecting", account=self.account)
+            try:
+                await session()
+                failure: LinkFailure = TransportFailure("connection ended")
+            except Exception as exc:
+                mapped = as_failure(exc)
+                if mapped is None:
+                    raise
+                failure = mapped
+            if self.closing.is_set():
+                return
+            delay = self._delay(failure)
+            state: LinkStateName = (
+                "auth_failed" if isinstance(failure, AuthFailure) else "disconnected"
+            )
+            self.ctx.set_link_state(
+                state, error=str(failure) or type(failure).__name__, account=self.account
+            )
+            log.debug("%s: %s; next attempt in %.3f s", self.label, failure, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), delay)
+
+    def close(self) -> None:
+        """Stop after the current session."""
+        self.closing.set()
+
+    def _delay(self, failure: LinkFailure) -> float:
+        p = self.policy
+        up = self._connected_at
+        if up is not None and time.monotonic() - up >= p.healthy_after:
+            self.backoff.reset()
+        backoff = self.backoff.next()
+        if isinstance(failure, AuthFailure):
+            return max(backoff, p.auth_retry)
+        if isinstance(failure, UpstreamConfigFailure):
+            return max(backoff, p.config_retry)
+        if isinstance(failure, DoNotReconnect):
+            return max(backoff, p.hold_off)
+        return backoff

@@ -1,0 +1,337 @@
+"""A WebSocket link (websockets): handshake per attempt, hooks, id-matched requests, keepalive.
+
+One connection at a time, in a session of three tasks:
+
+- the receive loop only decodes frames, settles replies to pending requests (so a keepalive
+  reply never waits behind a backlog) and puts the rest in a bounded queue;
+- the process loop hands queued frames to ``ProviderContext.deliver`` (parse, hub);
+- the hook task runs ``Provider.on_connect`` and then ``Provider.keepalive`` on its interval.
+
+Every connection has a generation number: when a session ends its queued frames are delivered
+before the next connection opens, and a frame of an older generation is never processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pydantic import JsonValue
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+
+from bridge.api import Link, Provider, ProviderContext
+from bridge.errors import (
+    AuthFailure,
+    LinkFailure,
+    TransportFailure,
+    UpstreamConfigFailure,
+)
+from bridge.links.reconnect import Reconnector, RetryPolicy, as_failure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect, computed for every attempt (so a fresh token is used)."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    """Tuning of a WebSocket link; the defaults suit a real upstream."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_id_field: str = "id"
+    """Field of a request (and its reply) that carries the request id."""
+    request_timeout: float = 10.0
+    queue_size: int = 10_000
+    """Frames waiting for processing; when full the receive loop waits (backpressure)."""
+    max_size: int = 2**22
+    """Largest frame accepted (bytes)."""
+    compression: str | None = None
+    """``"deflate"`` where the upstream needs it; off by default (twice the receive speed)."""
+    open_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    """Protocol-level pings sent by websockets; None when the server pings (IBEX)."""
+    ping_timeout: float | None = 20.0
+    stop_timeout: float = 2.0
+    """Time the provider's ``on_stop`` hook gets on a clean shutdown."""
+
+
+def decode(message: str | bytes) -> Any:
+    """A text or binary frame as JSON data (floats as Decimal), or as it came if it is not JSON."""
+    try:
+        return json.loads(message, parse_float=Decimal)
+    except ValueError:
+        return message
+
+
+def failure_from_close(
+    exc: ConnectionClosed, codes: Mapping[int, type[LinkFailure]]
+) -> LinkFailure:
+    """The failure a close frame means, using the provider's close-code table."""
+    frame = exc.rcvd
+    code = frame.code if frame is not None else 1006
+    reason = frame.reason if frame is not None else "connection lost without a close frame"
+    kind = codes.get(code, TransportFailure)
+    return kind(f"closed by server: {code} {reason}".rstrip())
+
+
+def failure_from_status(exc: InvalidStatus) -> LinkFailure:
+    """The failure a refused handshake means."""
+    status = exc.response.status_code
+    text = f"handshake refused: HTTP {status}"
+    if status in (401, 403):
+        return AuthFailure(text)
+    if 400 <= status < 500 and status not in (408, 429):
+        return UpstreamConfigFailure(text)
+    return TransportFailure(text)
+
+
+class WebSocketConnection:
+    """One open socket as the provider's hooks see it (``bridge.api.Connection``)."""
+
+    def __init__(
+        self,
+        ws: ClientConnection,
+        generation: int,
+        account: str | None,
+        options: WebSocketOptions,
+        ids: itertools.count[int],
+        queue: asyncio.Queue[tuple[int, Any]],
+    ) -> None:
+        self.ws = ws
+        self.generation = generation
+        self.account = account
+        self.options = options
+        self.data: dict[str, Any] = {}
+        """Per-connection state of the provider's hooks (e.g. a listen key)."""
+        self.ready = False
+        self._ids = ids
+        self._queue = queue
+        self._pending: dict[str, tuple[asyncio.Future[Any], bool]] = {}
+
+    async def send(self, message: JsonValue) -> None:
+        """Send one JSON message."""
+        await self.ws.send(json.dumps(message, default=str))
+
+    async def request(
+        self,
+        message: dict[str, JsonValue],
+        *,
+        timeout: float | None = None,
+        deliver_reply: bool = False,
+    ) -> Any:
+        """Send ``message`` with a fresh id (unless it has one) and wait for the reply with it.
+
+        With ``deliver_reply`` the reply is also handed to ``parse``, in order with other frames.
+        A reply that does not come in time is a TransportFailure.
+        """
+        key = self.options.request_id_field
+        if message.get(key) is None:
+            message = {**message, key: next(self._ids)}
+        rid = str(message[key])
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = (future, deliver_reply)
+        try:
+            await self.send(message)
+            wait = self.options.request_timeout if timeout is None else timeout
+            try:
+                return await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                what = message.get("method") or message.get("type") or "request"
+                raise TransportFailure(f"no reply to {what} {rid} within {wait:g} s") from None
+        finally:
+            self._pending.pop(rid, None)
+
+    def settle(self, frame: Any) -> bool:
+        """If ``frame`` answers a pending request, resolve it; True when it did."""
+        if not isinstance(frame, dict) or not self._pending:
+            return False
+        rid = frame.get(self.options.request_id_field)
+        if rid is None:
+            return False
+        entry = self._pending.get(str(rid))
+        if entry is None:
+            return False
+        future, deliver = entry
+        if not future.done():
+            future.set_result(frame)
+        if deliver:
+            self._queue.put_nowait((self.generation, frame))
+        return True
+
+    def fail_pending(self, reason: str) -> None:
+        """The socket is gone: every waiting request fails."""
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(TransportFailure(reason))
+        self._pending.clear()
+
+
+class WebSocketLink(Link):
+    """Holds one WebSocket connection to an upstream forever, the way every plugin needs it."""
+
+    def __init__(
+        self,
+        ctx: ProviderContext,
+        provider: Provider[Any],
+        endpoint: Callable[[], Awaitable[Endpoint]],
+        *,
+        account: str | None = None,
+        options: WebSocketOptions | None = None,
+        renew: Callable[[], Awaitable[str]] | None = None,
+    ) -> None:
+        """``renew``, when given, returns (with a reason) when the connection should be renewed."""
+        self.ctx = ctx
+        self.provider = provider
+        self.endpoint = endpoint
+        self.account = account
+        self.options = options or WebSocketOptions()
+        self.renew = renew
+        self.reconnector = Reconnector(
+            ctx, self.options.retry, account=account, label=f"{provider.name} websocket"
+        )
+        self.generation = 0
+        self.stale_frames = 0
+        self._ids = itertools.count(1)
+        self._conn: WebSocketConnection | None = None
+
+    async def run(self) -> None:
+        """Connect and reconnect until ``close``."""
+        await self.reconnector.run(self._session)
+
+    async def close(self) -> None:
+        """Let the provider say goodbye (``on_stop``), then close the socket."""
+        self.reconnector.close()
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.ready:
+            try:
+                await asyncio.wait_for(self.provider.on_stop(conn), self.options.stop_timeout)
+            except Exception as exc:  # noqa: BLE001 - a failed goodbye must not block shutdown
+                log.warning("%s: clean stop failed: %s", self.provider.name, exc)
+        await conn.ws.close()
+
+    async def _session(self) -> None:
+        target = await self.endpoint()
+        o = self.options
+        try:
+            ws = await connect(
+                target.url,
+                additional_headers=dict(target.headers),
+                max_size=o.max_size,
+                compression=o.compression,
+                open_timeout=o.open_timeout,
+                ping_interval=o.ping_interval,
+                ping_timeout=o.ping_timeout,
+                max_queue=64,
+            )
+        except InvalidStatus as exc:
+            raise failure_from_status(exc) from exc
+        except InvalidURI as exc:
+            raise UpstreamConfigFailure(f"invalid URL {target.url!r}: {exc}") from exc
+        self.generation += 1
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(o.queue_size)
+        conn = WebSocketConnection(ws, self.generation, self.account, o, self._ids, queue)
+        self._conn = conn
+        try:
+            async with ws, asyncio.TaskGroup() as tg:
+                tg.create_task(self._receive(conn, queue), name="ws-receive")
+                tg.create_task(self._process(queue), name="ws-process")
+                tg.create_task(self._hooks(conn), name="ws-hooks")
+                if self.renew is not None:
+                    tg.create_task(self._renew(self.renew), name="ws-renew")
+        except BaseExceptionGroup as group:
+            raise _main_failure(group) from None
+        finally:
+            conn.fail_pending("connection closed")
+            self._drain(queue)
+            self._conn = None
+
+    async def _receive(
+        self, conn: WebSocketConnection, queue: asyncio.Queue[tuple[int, Any]]
+    ) -> None:
+        codes = getattr(self.provider, "close_codes", {})
+        control = self.provider.control
+        try:
+            while True:
+                frame = decode(await conn.ws.recv())
+                if conn.settle(frame):
+                    continue
+                control(frame)
+                await queue.put((conn.generation, frame))
+        except ConnectionClosed as exc:
+            raise failure_from_close(exc, codes) from None
+
+    async def _process(self, queue: asyncio.Queue[tuple[int, Any]]) -> None:
+        while True:
+            generation, frame = await queue.get()
+            self._deliver(generation, frame)
+
+    def _deliver(self, generation: int, frame: Any) -> None:
+        if generation != self.generation:
+            self.stale_frames += 1
+            return
+        self.ctx.deliver(frame)
+
+    def _drain(self, queue: asyncio.Queue[tuple[int, Any]]) -> None:
+        """Deliver what the ended connection received, before any newer frame."""
+        while not queue.empty():
+            generation, frame = queue.get_nowait()
+            self._deliver(generation, frame)
+
+    async def _hooks(self, conn: WebSocketConnection) -> None:
+        await self.provider.on_connect(conn)
+        conn.ready = True
+        self.reconnector.connected()
+        interval = self.provider.keepalive_interval
+        if interval is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            await self.provider.keepalive(conn)
+
+    async def _renew(self, renew: Callable[[], Awaitable[str]]) -> None:
+        reason = await renew()
+        raise TransportFailure(f"renewing the connection: {reason}")
+
+
+def _main_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The exception that ended a session: the first LinkFailure, else the first bug."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    for exc in leaves:
+        if (failure := as_failure(exc)) is not None:
+            return failure
+    for exc in leaves:
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return asyncio.CancelledError()
+
+
+__all__ = [
+    "Endpoint",
+    "WebSocketConnection",
+    "WebSocketLink",
+    "WebSocketOptions",
+]

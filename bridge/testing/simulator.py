@@ -1,0 +1,156 @@
+"""Bases for upstream simulators: real servers in-process on port 0, with fault injection.
+
+A plugin's simulator subclasses ``WebSocketSimulator`` and implements ``session`` (what the
+upstream does with one connected client). Tests, the benchmark and ``fin2mqtt demo`` use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Self
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+
+class WebSocketSimulator:
+    """A WebSocket server on 127.0.0.1 (free port) that misbehaves on demand.
+
+    Faults: ``reject_status`` (refuse the handshake), ``close_on_accept`` (accept, then close
+    with a code), ``stalled`` (stop answering), ``drop_all`` (cut TCP without a close frame),
+    ``close_all`` (close with a code), ``send_garbage``.
+    """
+
+    path = "/"
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.attempts = 0
+        """Handshakes seen, including refused ones."""
+        self.connects = 0
+        """Connections accepted."""
+        self.connections: set[ServerConnection] = set()
+        self.received: list[Any] = []
+        self.reject_status: int | None = None
+        self.close_on_accept: tuple[int, str] | None = None
+        self.stalled = False
+        self._server: Server | None = None
+        self._changed = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:<port><path>``."""
+        return f"ws://127.0.0.1:{self.port}{self.path}"
+
+    async def start(self) -> None:
+        """Listen on a free port."""
+        self._server = await serve(
+            self._handler, "127.0.0.1", self.port, process_request=self._process_request
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def check_request(self, request: Request) -> tuple[int, str] | None:
+        """Decide whether to accept a handshake: None, or ``(status, body)`` to refuse it."""
+        return None
+
+    async def session(self, ws: ServerConnection) -> None:
+        """What the upstream does with one client; the default answers nothing."""
+        await ws.wait_closed()
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        self.attempts += 1
+        self._changed.set()
+        refusal = self.check_request(request)
+        if refusal is None and self.reject_status is not None:
+            refusal = (self.reject_status, HTTPStatus(self.reject_status).phrase)
+        if refusal is None:
+            return None
+        status, body = refusal
+        return ws.respond(status, body + "\n")
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        self.connects += 1
+        self.connections.add(ws)
+        self._changed.set()
+        try:
+            if self.close_on_accept is not None:
+                code, reason = self.close_on_accept
+                await ws.close(code, reason)
+                return
+            await self.session(ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.connections.discard(ws)
+            self._changed.set()
+
+    async def recv_json(self, ws: ServerConnection) -> Any:
+        """The next client message, decoded and recorded; waits while ``stalled``."""
+        raw = await ws.recv()
+        while self.stalled:
+            await asyncio.sleep(0.01)
+        message = json.loads(raw)
+        self.received.append(message)
+        self._changed.set()
+        return message
+
+    async def send_json(self, ws: ServerConnection, message: Any) -> None:
+        """Send one JSON message (unless ``stalled``)."""
+        if not self.stalled:
+            await ws.send(json.dumps(message))
+
+    async def broadcast(self, messages: Iterable[Any]) -> None:
+        """Send messages to every connected client."""
+        for ws in list(self.connections):
+            for message in messages:
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(json.dumps(message))
+
+    async def send_garbage(self) -> None:
+        """A frame that is not JSON."""
+        for ws in list(self.connections):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send("\x00this is not json{")
+
+    async def close_all(self, code: int = 1000, reason: str = "") -> None:
+        """Close every connection with a close frame."""
+        for ws in list(self.connections):
+            await ws.close(code, reason)
+
+    def drop_all(self) -> None:
+        """Cut every connection's TCP stream: the client sees 1006, no close frame."""
+        for ws in list(self.connections):
+            ws.transport.abort()
+
+    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds (checked whenever the simulator's state changes)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
