@@ -107,7 +107,6 @@ class EchoSimulator(WebSocketSimulator):
 
     def check_request(self, request):
         self.attempt_times.append(time.monotonic())
-        return None
 
     async def session(self, ws) -> None:
         while True:
@@ -186,7 +185,7 @@ async def stop_link(group, task, link):
 
 async def test_connects_authenticates_and_delivers(sim):
     sim.on_auth = [{"type": "event", "n": 1}, {"type": "event", "n": 2}]
-    link, hub, calls = make_link(sim)
+    link, hub, _ = make_link(sim)
     group, task = await run_link(link)
     await until(lambda: hub.ids() == ["1", "2"])
     assert hub.links() == [("connecting", None), ("connected", None)]

@@ -39,9 +39,22 @@ class WebSocketSimulator:
         self.received: list[Any] = []
         self.reject_status: int | None = None
         self.close_on_accept: tuple[int, str] | None = None
-        self.stalled = False
+        self._running = asyncio.Event()
+        self._running.set()
         self._server: Server | None = None
         self._changed = asyncio.Event()
+
+    @property
+    def stalled(self) -> bool:
+        """True while the simulator neither reads nor answers (a hung upstream)."""
+        return not self._running.is_set()
+
+    @stalled.setter
+    def stalled(self, value: bool) -> None:
+        if value:
+            self._running.clear()
+        else:
+            self._running.set()
 
     @property
     def url(self) -> str:
@@ -112,8 +125,7 @@ class WebSocketSimulator:
     async def recv_json(self, ws: ServerConnection) -> Any:
         """The next client message, decoded and recorded; waits while ``stalled``."""
         raw = await ws.recv()
-        while self.stalled:
-            await asyncio.sleep(0.01)
+        await self._running.wait()
         message = json.loads(raw)
         self.received.append(message)
         self._changed.set()
