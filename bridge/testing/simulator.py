@@ -166,3 +166,81 @@ class WebSocketSimulator:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), 0.05)
+
+
+class SocketIOSimulator:
+    """A Socket.IO server (python-socketio on aiohttp) on 127.0.0.1, free port.
+
+    Subclasses register handlers on ``self.sio`` in ``setup`` (namespace ``self.namespace``).
+    """
+
+    namespace = "/"
+
+    def __init__(self) -> None:
+        import socketio
+        from aiohttp import web
+
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+        self.app = web.Application()
+        self.sio.attach(self.app)
+        self.port = 0
+        self.connects = 0
+        self.sids: set[str] = set()
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Event()
+        self.setup()
+
+    def setup(self) -> None:
+        """Register the upstream's handlers on ``self.sio``."""
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (the client picks the WebSocket transport)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def changed(self) -> None:
+        """Wake ``wait_until`` (call it when the simulator's state changes)."""
+        self._changed.set()
+
+    async def start(self) -> None:
+        """Listen on a free port."""
+        from aiohttp import web
+
+        self._runner = web.AppRunner(self.app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def disconnect_all(self) -> None:
+        """Disconnect every client from the namespace (the client does not reconnect by itself)."""
+        for sid in list(self.sids):
+            await self.sio.disconnect(sid, namespace=self.namespace)
+
+    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
