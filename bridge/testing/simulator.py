@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import Iterable
 from http import HTTPStatus
 from types import TracebackType
@@ -206,13 +207,12 @@ class SocketIOSimulator:
         """Listen on a free port."""
         from aiohttp import web
 
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(self.app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
         """Stop listening."""
