@@ -44,6 +44,7 @@ from bridge.events import (
     TransactionEvent,
     stable_id,
 )
+from bridge.webhooks import WebhookRoute, WebhookServer
 
 __all__ = [
     "STANDARD_ENTITIES",
@@ -75,6 +76,7 @@ __all__ = [
     "TransactionEvent",
     "TransportFailure",
     "UpstreamConfigFailure",
+    "WebhookRoute",
     "stable_id",
 ]
 
@@ -122,6 +124,11 @@ class ProviderContext(Protocol):
         self, state: LinkStateName, *, error: str | None = None, account: str | None = None
     ) -> None:
         """Report the link's state; retained on ``<base>/<instance>[/<account>]/link``."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookServer:
+        """The daemon's shared webhook server (webhook links register their routes on it)."""
         ...
 
 

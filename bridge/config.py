@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     StringConstraints,
     ValidationError,
@@ -94,6 +95,17 @@ class HomeAssistantSettings(SecretFileModel):
     discovery_prefix: TopicPrefix = "homeassistant"
 
 
+class WebhookSettings(SecretFileModel):
+    """The one HTTP server receiving every provider's webhooks (started only when one needs it)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Reverse proxies whose ``X-Forwarded-For`` is believed (e.g. ``["127.0.0.1/32"]``)."""
+    max_body: int = Field(default=65_536, ge=1024)
+    """Largest request body accepted, in bytes."""
+
+
 class SupervisorSettings(SecretFileModel):
     """How provider instances are restarted and the daemon stops."""
 
@@ -140,6 +152,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     providers: list[ProviderEntry] = Field(default_factory=list)
     state_dir: Path = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -13,6 +13,7 @@ from pydantic import JsonValue
 from bridge.api import Provider
 from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
 from bridge.hub import Hub
+from bridge.webhooks import WebhookServer
 
 PARSE_ERROR_LOG_EVERY = 100
 
@@ -41,10 +42,15 @@ class InstanceContext:
     """``bridge.api.ProviderContext`` for one provider instance."""
 
     def __init__(
-        self, provider: Provider[Any], hub: Hub, clock: Callable[[], datetime] = utc_now
+        self,
+        provider: Provider[Any],
+        hub: Hub,
+        webhooks: WebhookServer | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.provider = provider
         self.hub = hub
+        self._webhooks = webhooks
         self._clock = clock
         self.logger = logging.getLogger(f"fin2mqtt.provider.{provider.name}")
         self.parse_errors = 0
@@ -55,6 +61,13 @@ class InstanceContext:
     def instance(self) -> str:
         """The instance name."""
         return self.provider.name
+
+    @property
+    def webhooks(self) -> WebhookServer:
+        """The daemon's shared webhook server."""
+        if self._webhooks is None:
+            raise RuntimeError("this context has no webhook server")
+        return self._webhooks
 
     def now(self) -> datetime:
         """The current time (UTC)."""

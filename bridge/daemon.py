@@ -24,6 +24,7 @@ from bridge.requests import RequestHandler
 from bridge.sdnotify import Notifier, watchdog_interval
 from bridge.supervisor import ProviderRunner
 from bridge.topics import TopicMap
+from bridge.webhooks import WebhookServer
 
 log = logging.getLogger("fin2mqtt")
 
@@ -46,6 +47,7 @@ class Daemon:
             Discovery(ha.discovery_prefix, self.topics, __version__) if ha.discovery else None
         )
         self.hub = Hub(self.topics, self.outbox, self.seen, self.discovery, settings.mqtt.event_qos)
+        self.webhooks = WebhookServer(settings.webhooks)
         self.runners: list[ProviderRunner] = []
         for instance in config.instances:
             provider = instance.build()
@@ -53,7 +55,7 @@ class Daemon:
                 self.discovery.register(
                     ProviderInfo(instance.name, instance.provider_type, provider.entities)
                 )
-            ctx = InstanceContext(provider, self.hub)
+            ctx = InstanceContext(provider, self.hub, self.webhooks)
             self.runners.append(ProviderRunner(provider, ctx, settings.supervisor))
         self.requests = RequestHandler(
             self.topics, self.outbox, {"info": self._info_request, "stats": self._stats_request}
@@ -83,7 +85,10 @@ class Daemon:
         try:
             async with asyncio.TaskGroup() as tg:
                 publisher = tg.create_task(self.publisher.run(), name="mqtt-publisher")
-                chores = [tg.create_task(self._flush_loop(), name="state-flush")]
+                chores = [
+                    tg.create_task(self._flush_loop(), name="state-flush"),
+                    tg.create_task(self.webhooks.run(), name="webhook-server"),
+                ]
                 if (interval := watchdog_interval()) is not None:
                     chores.append(tg.create_task(self._watchdog(interval), name="watchdog"))
                 async with asyncio.TaskGroup() as providers:

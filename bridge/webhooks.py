@@ -1,0 +1,159 @@
+"""One aiohttp server for every provider's webhooks, plus ``/healthz``.
+
+Routes are added by webhook links at run time; nothing listens until the first is added. Every
+rejection is a 4xx with ``{"error": "…"}``; 2xx only after the payload is in the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+from bridge.config import WebhookSettings
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRoute:
+    """What a provider accepts on one path."""
+
+    path: str
+    allow: tuple[Network, ...] = ()
+    """Source networks allowed to post; empty allows any."""
+    required_headers: Mapping[str, str | None] = field(default_factory=dict)
+    """Header → exact value, or None when it only has to be present."""
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
+) -> Address | None:
+    """The real client: the peer, or behind trusted proxies the last untrusted forwarded hop."""
+    try:
+        address: Address = ipaddress.ip_address(peer or "")
+    except ValueError:
+        return None
+    if not forwarded_for or not any(address in net for net in trusted):
+        return address
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return None
+        if not any(address in net for net in trusted):
+            return address
+    return address
+
+
+class WebhookServer:
+    """Serves ``POST <path>`` for registered routes and ``GET /healthz``."""
+
+    def __init__(self, settings: WebhookSettings) -> None:
+        self.settings = settings
+        self.trusted: tuple[Network, ...] = tuple(settings.trusted_proxies)
+        self.port: int | None = None
+        self.accepted = 0
+        self.rejected = 0
+        self._routes: dict[str, tuple[WebhookRoute, Callable[[Any], None]]] = {}
+        self._wanted = asyncio.Event()
+        self.listening = asyncio.Event()
+
+    def add(self, route: WebhookRoute, handler: Callable[[Any], None]) -> None:
+        """Serve ``route``; ``handler`` gets each accepted JSON body."""
+        if route.path in self._routes:
+            raise ValueError(f"webhook path {route.path} is already used")
+        self._routes[route.path] = (route, handler)
+        self._wanted.set()
+
+    def remove(self, path: str) -> None:
+        """Stop serving ``path`` (it answers 404 again)."""
+        self._routes.pop(path, None)
+
+    async def run(self) -> None:
+        """Wait for the first route, then listen until cancelled."""
+        await self._wanted.wait()
+        app = web.Application(client_max_size=self.settings.max_body + 1)
+        app.router.add_get("/healthz", self._health)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.settings.host, self.settings.port)
+            await site.start()
+            sockets = [s for s in (runner.addresses or [])]
+            self.port = sockets[0][1] if sockets else self.settings.port
+            log.info("webhooks listening on %s:%s", self.settings.host, self.port)
+            self.listening.set()
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "routes": sorted(self._routes), "accepted": self.accepted}
+        )
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        response = await self._handle(request)
+        if response.status >= 400:
+            self.rejected += 1
+            log.info(
+                "webhook %s %s from %s rejected: %s %s",
+                request.method,
+                request.path,
+                request.remote,
+                response.status,
+                response.text,
+            )
+        return response
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        entry = self._routes.get(request.path)
+        if entry is None:
+            return _error(404, f"no webhook at {request.path}")
+        route, handler = entry
+        if request.method != "POST":
+            response = _error(405, f"method {request.method} not allowed; use POST")
+            response.headers["Allow"] = "POST"
+            return response
+        source = client_address(
+            request.remote, request.headers.get("X-Forwarded-For"), self.trusted
+        )
+        if route.allow and (source is None or not any(source in net for net in route.allow)):
+            return _error(403, f"source address {source} is not allowed")
+        for name, expected in route.required_headers.items():
+            value = request.headers.get(name)
+            if value is None:
+                return _error(401, f"missing header {name}")
+            if expected is not None and value != expected:
+                return _error(403, f"wrong value of header {name}")
+        if request.content_type != "application/json":
+            return _error(415, f"content type must be application/json, not {request.content_type}")
+        limit = self.settings.max_body
+        if (request.content_length or 0) > limit:
+            return _error(413, f"body larger than {limit} bytes")
+        body = await request.content.read(limit + 1)
+        if len(body) > limit:
+            return _error(413, f"body larger than {limit} bytes")
+        try:
+            payload = json.loads(body, parse_float=Decimal)
+        except ValueError as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        handler(payload)
+        self.accepted += 1
+        return web.json_response({"status": "accepted"})
