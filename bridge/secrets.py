@@ -47,8 +47,8 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
     out = dict(data)
     for name in secret_fields(model):
         file_key = f"{name}_file"
-        if file_key not in out:
-            continue
+        if file_key not in out or file_key in model.model_fields:
+            continue  # a declared <name>_file field is the model's own (e.g. re-read on connect)
         raw_path = out.pop(file_key)
         if out.get(name) is not None:
             raise ValueError(f"set either {name} or {file_key}, not both")

@@ -1,0 +1,154 @@
+"""HTTP for fallbacks and on-demand reads (aiohttp): auth header, timeouts, retries, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from bridge.backoff import Backoff
+from bridge.errors import AuthFailure, TransportFailure, UpstreamConfigFailure
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter:
+    """Client-side limits as ``(requests, seconds)`` windows, e.g. ``[(100, 60), (20, 10)]``."""
+
+    def __init__(
+        self,
+        limits: Sequence[tuple[int, float]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = list(limits)
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+        self.waited = 0.0
+
+    def delay(self) -> float:
+        """Seconds until one more request fits every window (0 when it fits now)."""
+        now = self._clock()
+        horizon = max((period for _, period in self.limits), default=0.0)
+        while self._sent and now - self._sent[0] >= horizon:
+            self._sent.popleft()
+        wait = 0.0
+        for count, period in self.limits:
+            recent = [t for t in self._sent if now - t < period]
+            if len(recent) >= count:
+                wait = max(wait, recent[-count] + period - now)
+        return wait
+
+    async def acquire(self) -> None:
+        """Wait until a request is allowed, then count it."""
+        async with self._lock:
+            while (wait := self.delay()) > 0:
+                self.waited += wait
+                await asyncio.sleep(wait)
+            self._sent.append(self._clock())
+
+
+class HttpClient:
+    """JSON over HTTP with an auth header, retries on 5xx/429 and a rate limiter.
+
+    401/403 raise AuthFailure (the caller refreshes its token); other 4xx UpstreamConfigFailure;
+    network trouble and exhausted retries TransportFailure.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
+        limiter: RateLimiter | None = None,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers
+        self.limiter = limiter
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff or Backoff(0.5, 30.0)
+        self.requests = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def get_json(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """GET ``base_url + path`` and decode the JSON reply (floats as Decimal)."""
+        return await self.request_json("GET", path, params=params)
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+    ) -> Any:
+        """One request with retries; returns the decoded JSON body."""
+        if self._session is None:
+            raise RuntimeError("use HttpClient as an async context manager")
+        url = f"{self.base_url}{path}"
+        self.backoff.reset()
+        last = "no attempt"
+        wait_at_least = 0.0
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(max(self.backoff.next(), wait_at_least))
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            headers = dict(await self.headers()) if self.headers is not None else {}
+            self.requests += 1
+            try:
+                async with self._session.request(
+                    method, url, params=params, json=body, headers=headers
+                ) as resp:
+                    text = await resp.text()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if status < 400:
+                return json.loads(text, parse_float=Decimal) if text else None
+            if status in (401, 403):
+                raise AuthFailure(f"{method} {path}: HTTP {status}")
+            if status == 429 or status >= 500:
+                last = f"HTTP {status}"
+                wait_at_least = _seconds(retry_after)
+                continue
+            raise UpstreamConfigFailure(f"{method} {path}: HTTP {status}: {text[:200]}")
+        raise TransportFailure(f"{method} {path} failed {self.retries + 1} times: {last}")
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A ``Retry-After`` given in seconds (an HTTP date is ignored: backoff applies)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else 0.0
+    except ValueError:
+        return 0.0
