@@ -129,7 +129,7 @@ async def test_file_token_is_read_again_each_time(tmp_path):
     path.write_text("two\n")
     assert await source.get() == "two"
     path.unlink()
-    with pytest.raises(AuthFailure, match="cannot read token file .*: No such file or directory"):
+    with pytest.raises(AuthFailure, match=r"cannot read token file .*: No such file or directory"):
         await source.get()
 
 
