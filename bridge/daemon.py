@@ -70,12 +70,17 @@ class Daemon:
             subscriptions=(self.topics.bridge_requests, self.ha_status_topic),
         )
         self._started = time.monotonic()
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Stop as SIGTERM would (used by ``fin2mqtt demo --seconds``)."""
+        self._stop.set()
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         settings = self.config.settings
         self._open_state()
-        stop = asyncio.Event()
+        stop = self._stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

@@ -24,14 +24,17 @@ class ProviderRunner:
         self.settings = settings
         self.backoff = Backoff(settings.restart_min, settings.restart_max)
         self.restarts = 0
+        self._stopping = False
         self._link: Link | None = None
         self._log = logging.getLogger(f"fin2mqtt.supervisor.{provider.name}")
 
     async def run(self) -> None:
-        """Run the link; restart it whenever it ends or raises, until cancelled."""
-        while True:
+        """Run the link; restart it whenever it ends or raises, until ``close`` or cancelled."""
+        while not self._stopping:
             started = time.monotonic()
             reason = await self._run_once()
+            if self._stopping:
+                return
             if time.monotonic() - started >= self.settings.healthy_after:
                 self.backoff.reset()
             delay = self.backoff.next()
@@ -56,6 +59,7 @@ class ProviderRunner:
 
     async def close(self) -> None:
         """Ask the running link for a clean stop (the caller bounds the time and cancels)."""
+        self._stopping = True
         link = self._link
         if link is None:
             return

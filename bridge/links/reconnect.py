@@ -118,3 +118,29 @@ class Reconnector:
         if isinstance(failure, DoNotReconnect):
             return max(backoff, p.hold_off)
         return backoff
+
+
+def session_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What ended a session's TaskGroup: the first LinkFailure, else the first bug.
+
+    On Python 3.11 a TaskGroup whose child failed raises the group even when the task was also
+    cancelled from outside, and leaves the task's cancel count raised, so a cancellation can be
+    lost here: stop links with ``close()`` (the supervisor does), not by cancelling them alone.
+    """
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    for exc in leaves:
+        if (failure := as_failure(exc)) is not None:
+            return failure
+    for exc in leaves:
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return asyncio.CancelledError()

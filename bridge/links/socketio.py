@@ -19,7 +19,7 @@ from pydantic import JsonValue
 
 from bridge.api import Link, Provider, ProviderContext
 from bridge.errors import AuthFailure, TransportFailure
-from bridge.links.reconnect import Reconnector, RetryPolicy
+from bridge.links.reconnect import Reconnector, RetryPolicy, session_failure
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,8 @@ class SocketIOLink(Link):
                 tg.create_task(self._process(queue), name="sio-process")
                 tg.create_task(self._hooks(conn), name="sio-hooks")
                 tg.create_task(_until(ended), name="sio-disconnect")
-        except* TransportFailure as group:
-            raise group.exceptions[0] from None
-        except* AuthFailure as group:
-            raise group.exceptions[0] from None
+        except BaseExceptionGroup as group:
+            raise session_failure(group) from None
         finally:
             while not queue.empty():
                 self.ctx.deliver(queue.get_nowait())

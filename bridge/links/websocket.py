@@ -33,7 +33,7 @@ from bridge.errors import (
     TransportFailure,
     UpstreamConfigFailure,
 )
-from bridge.links.reconnect import Reconnector, RetryPolicy, as_failure
+from bridge.links.reconnect import Reconnector, RetryPolicy, session_failure
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class WebSocketLink(Link):
                 if self.renew is not None:
                     tg.create_task(self._renew(self.renew), name="ws-renew")
         except BaseExceptionGroup as group:
-            raise _main_failure(group) from None
+            raise session_failure(group) from None
         finally:
             conn.fail_pending("connection closed")
             self._drain(queue)
@@ -306,27 +306,6 @@ class WebSocketLink(Link):
     async def _renew(self, renew: Callable[[], Awaitable[str]]) -> None:
         reason = await renew()
         raise TransportFailure(f"renewing the connection: {reason}")
-
-
-def _main_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The exception that ended a session: the first LinkFailure, else the first bug."""
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        else:
-            leaves.append(exc)
-
-    collect(group)
-    for exc in leaves:
-        if (failure := as_failure(exc)) is not None:
-            return failure
-    for exc in leaves:
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return asyncio.CancelledError()
 
 
 __all__ = [

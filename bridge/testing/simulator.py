@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
@@ -244,3 +245,16 @@ class SocketIOSimulator:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), 0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSetup:
+    """What a plugin's ``fin2mqtt.simulators`` entry point returns for ``fin2mqtt demo``.
+
+    ``settings`` gives the provider table (minus ``type``/``name``) once the simulator listens;
+    ``drive`` is the simulated upstream's own activity (prices, fills…), run until cancelled.
+    """
+
+    simulator: WebSocketSimulator | SocketIOSimulator
+    settings: Callable[[], dict[str, Any]]
+    drive: Callable[[], Awaitable[None]] | None = None
