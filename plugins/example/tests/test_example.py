@@ -73,7 +73,13 @@ retry_max = 0.2
         await recorder.wait_topic(
             "homeassistant/sensor/fin2mqtt_ex/market_btc-usd_price_price/config"
         )
-        await daemon.terminate()
+        code, elapsed = await daemon.terminate()
+        assert code == 0
+        assert elapsed < 5
+    # a clean stop is not a crash: the link is not restarted on the way out
+    after_stop = daemon.log().split("INFO    fin2mqtt: stopping", 1)[1]
+    assert "restarting" not in after_stop
+    assert "connected again" not in after_stop
     links = [m.json()["state"] for m in recorder.on("fin2mqtt/ex/link")]
     assert links[-1] == "connected"
 
