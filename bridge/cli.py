@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, help=_config_help())
 
     sub.add_parser("plugins", help="list the installed provider plugins and their versions")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the bridge with every installed plugin against its simulator and show what "
+        "it publishes (starts its own broker unless the configuration names one)",
+    )
+    demo.add_argument("-c", "--config", type=Path, help="take the [mqtt] broker from this file")
+    demo.add_argument("--seconds", type=float, help="stop after this many seconds")
     return parser
 
 
@@ -105,8 +113,27 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo."""
+    from bridge.config import find_config, load_settings
+    from bridge.demo import run_demo
+
+    mqtt = None
+    path = find_config(args.config)
+    if path is not None:
+        try:
+            mqtt = load_settings(path).mqtt
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"using the broker configured in {path}", file=sys.stderr)
+    setup_logging("warning")
+    return asyncio.run(run_demo(mqtt, args.seconds))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fin2mqtt`` command."""
     args = build_parser().parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins}
+    commands = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "demo": cmd_demo}
     return commands[args.command](args)

@@ -49,7 +49,9 @@ class MqttRecorder:
         *,
         client_id: str | None = None,
         clean_session: bool = True,
+        on_message: Callable[[Received], None] | None = None,
     ) -> None:
+        self.on_message = on_message
         self.host = host
         self.port = port
         self.topics = topics
@@ -94,8 +96,11 @@ class MqttRecorder:
                     self.connects += 1
                     self._connected.set()
                     async for message in client.messages:
-                        self.messages.append(_received(message))
+                        received = _received(message)
+                        self.messages.append(received)
                         self._changed.set()
+                        if self.on_message is not None:
+                            self.on_message(received)
             except aiomqtt.MqttError:
                 self._connected.clear()
                 await asyncio.sleep(0.02)

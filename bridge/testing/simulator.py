@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
@@ -257,4 +257,4 @@ class DemoSetup:
 
     simulator: WebSocketSimulator | SocketIOSimulator
     settings: Callable[[], dict[str, Any]]
-    drive: Callable[[], Awaitable[None]] | None = None
+    drive: Callable[[], Coroutine[Any, Any, None]] | None = None

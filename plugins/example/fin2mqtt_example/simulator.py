@@ -81,11 +81,11 @@ class ExampleSimulator(WebSocketSimulator):
         ]  # fmt: skip
 
     async def drive(self, interval: float = 1.0) -> None:
-        """Prices every ``interval``, a fill every fifth tick."""
+        """Prices every ``interval``, a fill every third tick."""
         for tick in itertools.count():
             await asyncio.sleep(interval)
             await self.broadcast([self.price_frame(s) for s in self.prices])
-            if tick % 5 == 4:
+            if tick % 3 == 1:
                 await self.broadcast(self.fill_frames())
 
 

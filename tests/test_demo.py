@@ -1,0 +1,48 @@
+"""``fin2mqtt demo``: messages flow within seconds, and Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+
+
+async def start_demo(*args: str):
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "demo", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def read_until(proc, needle: str, timeout: float = 20) -> str:
+    seen = ""
+    async with asyncio.timeout(timeout):
+        while needle not in seen:
+            line = await proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"demo ended before {needle!r}:\n{seen}")
+            seen += line.decode()
+    return seen
+
+
+async def test_demo_shows_messages_and_stops_on_ctrl_c():
+    proc = await start_demo()
+    try:
+        head = await read_until(proc, "example/main/trade")
+        assert "watch it yourself:  mosquitto_sub" in head
+        assert "bridge/state  state=online" in head
+        assert "   example/main/balance/usd  asset=USD total=1000.00" in head
+        assert " E example/main/trade  status=filled" in head
+        assert "example/market/btc-usd/price  market=BTC-USD price=" in head
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0
+        assert time.monotonic() - began < 5
+        assert "bridge/state  state=offline" in rest.decode()
+        assert "stopped (" in rest.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
