@@ -9,7 +9,6 @@ attempt, ``auth`` is computed per attempt (fresh token), SIGINT is left to the d
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +16,10 @@ from typing import Any
 import socketio
 from pydantic import JsonValue
 
-from bridge.api import Link, Provider, ProviderContext
+from bridge.api import Provider, ProviderContext
 from bridge.errors import AuthFailure, TransportFailure
-from bridge.links.reconnect import Reconnector, RetryPolicy, session_failure
-
-log = logging.getLogger(__name__)
+from bridge.links.reconnect import RetryPolicy, session_failure
+from bridge.links.session import SessionLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +86,7 @@ class SocketIOConnection:
             ) from None
 
 
-class SocketIOLink(Link):
+class SocketIOLink(SessionLink):
     """Holds one Socket.IO namespace connection forever; every event goes to ``deliver``."""
 
     def __init__(
@@ -100,31 +98,18 @@ class SocketIOLink(Link):
         account: str | None = None,
         options: SocketIOOptions | None = None,
     ) -> None:
-        self.ctx = ctx
-        self.provider = provider
-        self.endpoint = endpoint
-        self.account = account
         self.options = options or SocketIOOptions()
-        self.reconnector = Reconnector(
-            ctx, self.options.retry, account=account, label=f"{provider.name} socket.io"
+        super().__init__(
+            ctx,
+            provider,
+            account=account,
+            retry=self.options.retry,
+            stop_timeout=self.options.stop_timeout,
+            label="socket.io",
         )
-        self._conn: SocketIOConnection | None = None
+        self.endpoint = endpoint
 
-    async def run(self) -> None:
-        """Connect and reconnect until ``close``."""
-        await self.reconnector.run(self._session)
-
-    async def close(self) -> None:
-        """Let the provider say goodbye, then disconnect."""
-        self.reconnector.close()
-        conn = self._conn
-        if conn is None:
-            return
-        if conn.ready:
-            try:
-                await asyncio.wait_for(self.provider.on_stop(conn), self.options.stop_timeout)
-            except Exception as exc:  # noqa: BLE001 - a failed goodbye must not block shutdown
-                log.warning("%s: clean stop failed: %s", self.provider.name, exc)
+    async def _close_transport(self, conn: SocketIOConnection) -> None:
         await conn.client.disconnect()
 
     async def _session(self) -> None:
@@ -182,17 +167,6 @@ class SocketIOLink(Link):
     async def _process(self, queue: asyncio.Queue[Any]) -> None:
         while True:
             self.ctx.deliver(await queue.get())
-
-    async def _hooks(self, conn: SocketIOConnection) -> None:
-        await self.provider.on_connect(conn)
-        conn.ready = True
-        self.reconnector.connected()
-        interval = self.provider.keepalive_interval
-        if interval is None:
-            return
-        while True:
-            await asyncio.sleep(interval)
-            await self.provider.keepalive(conn)
 
 
 async def _until(ended: asyncio.Event) -> None:

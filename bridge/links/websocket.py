@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,16 +25,15 @@ from pydantic import JsonValue
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
-from bridge.api import Link, Provider, ProviderContext
+from bridge.api import Provider, ProviderContext
 from bridge.errors import (
     AuthFailure,
     LinkFailure,
     TransportFailure,
     UpstreamConfigFailure,
 )
-from bridge.links.reconnect import Reconnector, RetryPolicy, session_failure
-
-log = logging.getLogger(__name__)
+from bridge.links.reconnect import RetryPolicy, session_failure
+from bridge.links.session import SessionLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +177,7 @@ class WebSocketConnection:
         self._pending.clear()
 
 
-class WebSocketLink(Link):
+class WebSocketLink(SessionLink):
     """Holds one WebSocket connection to an upstream forever, the way every plugin needs it."""
 
     def __init__(
@@ -193,35 +191,22 @@ class WebSocketLink(Link):
         renew: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         """``renew``, when given, returns (with a reason) when the connection should be renewed."""
-        self.ctx = ctx
-        self.provider = provider
-        self.endpoint = endpoint
-        self.account = account
         self.options = options or WebSocketOptions()
-        self.renew = renew
-        self.reconnector = Reconnector(
-            ctx, self.options.retry, account=account, label=f"{provider.name} websocket"
+        super().__init__(
+            ctx,
+            provider,
+            account=account,
+            retry=self.options.retry,
+            stop_timeout=self.options.stop_timeout,
+            label="websocket",
         )
+        self.endpoint = endpoint
+        self.renew = renew
         self.generation = 0
         self.stale_frames = 0
         self._ids = itertools.count(1)
-        self._conn: WebSocketConnection | None = None
 
-    async def run(self) -> None:
-        """Connect and reconnect until ``close``."""
-        await self.reconnector.run(self._session)
-
-    async def close(self) -> None:
-        """Let the provider say goodbye (``on_stop``), then close the socket."""
-        self.reconnector.close()
-        conn = self._conn
-        if conn is None:
-            return
-        if conn.ready:
-            try:
-                await asyncio.wait_for(self.provider.on_stop(conn), self.options.stop_timeout)
-            except Exception as exc:  # noqa: BLE001 - a failed goodbye must not block shutdown
-                log.warning("%s: clean stop failed: %s", self.provider.name, exc)
+    async def _close_transport(self, conn: WebSocketConnection) -> None:
         await conn.ws.close()
 
     async def _session(self) -> None:
@@ -291,17 +276,6 @@ class WebSocketLink(Link):
         while not queue.empty():
             generation, frame = queue.get_nowait()
             self._deliver(generation, frame)
-
-    async def _hooks(self, conn: WebSocketConnection) -> None:
-        await self.provider.on_connect(conn)
-        conn.ready = True
-        self.reconnector.connected()
-        interval = self.provider.keepalive_interval
-        if interval is None:
-            return
-        while True:
-            await asyncio.sleep(interval)
-            await self.provider.keepalive(conn)
 
     async def _renew(self, renew: Callable[[], Awaitable[str]]) -> None:
         reason = await renew()

@@ -1,0 +1,83 @@
+"""What the connection-holding links share: the reconnect loop, the hooks, a clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import abstractmethod
+from typing import Any, Protocol
+
+from bridge.api import Connection, Link, Provider, ProviderContext
+from bridge.links.reconnect import Reconnector, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+class OpenConnection(Connection, Protocol):
+    """A connection a session link holds; ``ready`` once ``on_connect`` succeeded."""
+
+    ready: bool
+
+
+class SessionLink(Link):
+    """A link that runs one connection session at a time under the shared ``Reconnector``.
+
+    Subclasses implement ``_session`` (open, run, end with a LinkFailure) and
+    ``_close_transport``; they set ``self._conn`` while a connection is open.
+    """
+
+    def __init__(
+        self,
+        ctx: ProviderContext,
+        provider: Provider[Any],
+        *,
+        account: str | None,
+        retry: RetryPolicy,
+        stop_timeout: float,
+        label: str,
+    ) -> None:
+        self.ctx = ctx
+        self.provider = provider
+        self.account = account
+        self.stop_timeout = stop_timeout
+        self.reconnector = Reconnector(
+            ctx, retry, account=account, label=f"{provider.name} {label}"
+        )
+        self._conn: OpenConnection | None = None
+
+    async def run(self) -> None:
+        """Connect and reconnect until ``close``."""
+        await self.reconnector.run(self._session)
+
+    async def close(self) -> None:
+        """Let the provider say goodbye (``on_stop``), then close the connection."""
+        self.reconnector.close()
+        conn = self._conn
+        if conn is None:
+            return
+        if conn.ready:
+            try:
+                await asyncio.wait_for(self.provider.on_stop(conn), self.stop_timeout)
+            except Exception as exc:  # noqa: BLE001 - a failed goodbye must not block shutdown
+                log.warning("%s: clean stop failed: %s", self.provider.name, exc)
+        await self._close_transport(conn)
+
+    @abstractmethod
+    async def _session(self) -> None:
+        """One connection, from opening to its end (raise the LinkFailure that ended it)."""
+
+    @abstractmethod
+    async def _close_transport(self, conn: Any) -> None:
+        """Close the open connection."""
+
+    async def _hooks(self, conn: OpenConnection) -> None:
+        """``on_connect``, then ``keepalive`` on its interval, for as long as the session lasts."""
+        await self.provider.on_connect(conn)
+        conn.ready = True
+        self.reconnector.connected()
+        interval = self.provider.keepalive_interval
+        if interval is None:
+            return
+        while True:
+            await asyncio.sleep(interval)
+            await self.provider.keepalive(conn)
