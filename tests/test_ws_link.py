@@ -324,3 +324,25 @@ async def test_frames_of_an_old_connection_are_never_processed_after_a_new_one(s
     gens = [e.details["gen"] for e in hub.events if isinstance(e, TransactionEvent)]
     assert gens == [1] * 100 + [2] * 10  # nothing lost, and nothing old after the new connection
     await stop_link(group, task, link)
+
+
+async def test_close_while_connecting_does_not_leave_a_connection_behind(sim):
+    gate = asyncio.Event()
+    link, hub, _ = make_link(sim)
+    original = link.endpoint
+
+    async def slow_endpoint():
+        await gate.wait()
+        return await original()
+
+    link.endpoint = slow_endpoint
+    group, task = await run_link(link)
+    await until(lambda: hub.links() == [("connecting", None)])
+    closing = asyncio.ensure_future(link.close())
+    gate.set()
+    await closing
+    await asyncio.wait_for(task, 2)
+    await group.__aexit__(None, None, None)
+    await asyncio.sleep(0.05)
+    assert not sim.connections  # the connection opened after close() was closed at once
+    assert ("connected", None) not in hub.links()

@@ -148,6 +148,9 @@ class SocketIOLink(SessionLink):
                 reason = _message(refused[-1]) if refused else str(exc)
                 raise AuthFailure(f"namespace {ns} refused: {reason}") from None
             raise TransportFailure(f"cannot connect: {exc}") from None
+        if self.reconnector.closing.is_set():  # close() came while we were connecting
+            await client.disconnect()
+            return
         conn = SocketIOConnection(client, ns, self.account, self.options.request_timeout)
         self._conn = conn
         try:

@@ -227,6 +227,9 @@ class WebSocketLink(SessionLink):
             raise failure_from_status(exc) from exc
         except InvalidURI as exc:
             raise UpstreamConfigFailure(f"invalid URL {target.url!r}: {exc}") from exc
+        if self.reconnector.closing.is_set():  # close() came while we were connecting
+            await ws.close()
+            return
         self.generation += 1
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(o.queue_size)
         conn = WebSocketConnection(ws, self.generation, self.account, o, self._ids, queue)
