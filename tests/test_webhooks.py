@@ -149,3 +149,34 @@ def test_client_address_walks_trusted_hops():
     assert str(client_address("10.0.0.1", "1.2.3.4, 10.0.0.7", trusted)) == "1.2.3.4"
     assert str(client_address("192.0.2.1", "1.2.3.4", trusted)) == "192.0.2.1"
     assert client_address("10.0.0.1", "garbage", trusted) is None
+
+
+async def test_webhook_link_delivers_accepted_posts_to_the_provider():
+    from bridge.api import Link
+    from bridge.context import InstanceContext
+    from bridge.links.webhook import WebhookLink
+    from bridge.testing.simulator import WebhookSender
+    from tests.test_ws_link import EchoProvider, EchoSettings, RecordingHub, until
+
+    server = WebhookServer(WebhookSettings(port=0))
+    provider = EchoProvider("hooks", EchoSettings())
+    hub = RecordingHub()
+    ctx = InstanceContext(provider, hub, server)
+    link: Link = WebhookLink(
+        ctx, WebhookRoute("/hooks/echo", required_headers={"x-client-id": None})
+    )
+    async with asyncio.TaskGroup() as tg:
+        serving = tg.create_task(server.run())
+        running = tg.create_task(link.run())
+        await asyncio.wait_for(server.listening.wait(), 5)
+        await until(lambda: ("connected", None) in hub.links())
+        sender = WebhookSender(f"http://127.0.0.1:{server.port}/hooks/echo", {"x-client-id": "c"})
+        assert await sender.send({"type": "event", "n": 42}) == (200, {"status": "accepted"})
+        assert hub.ids() == ["42"]  # parsed and in the outbox before the 200
+        assert (await sender.send(None, raw=b"{nope"))[0] == 400
+        assert hub.ids() == ["42"]
+        await link.close()
+        await asyncio.wait_for(running, 2)
+        sender404 = await sender.send({"type": "event", "n": 43})
+        assert sender404 == (404, {"error": "no webhook at /hooks/echo"})
+        serving.cancel()

@@ -258,3 +258,29 @@ class DemoSetup:
     simulator: WebSocketSimulator | SocketIOSimulator
     settings: Callable[[], dict[str, Any]]
     drive: Callable[[], Coroutine[Any, Any, None]] | None = None
+
+
+class WebhookSender:
+    """Posts webhooks like an upstream would (optionally as if through a proxy)."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.sent = 0
+
+    async def send(
+        self, body: Any, *, forwarded_for: str | None = None, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        """POST ``body`` as JSON (or ``raw`` bytes); returns the status and the decoded answer."""
+        import aiohttp
+
+        headers = {"Content-Type": "application/json", **self.headers}
+        if forwarded_for is not None:
+            headers["X-Forwarded-For"] = forwarded_for
+        data = raw if raw is not None else json.dumps(body).encode()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url, data=data, headers=headers) as resp,
+        ):
+            self.sent += 1
+            return resp.status, await resp.json()
