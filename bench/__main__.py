@@ -7,7 +7,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bench import publisher, ready
+from bench import link, publisher, ready
 
 
 async def main(quick: bool) -> None:
@@ -17,6 +17,7 @@ async def main(quick: bool) -> None:
         n, rounds = (5_000, 3) if quick else (30_000, 5)
         await publisher.run(work / "publisher", n, rounds)
         await ready.run(work / "ready", 3 if quick else 7)
+        await link.run(n, rounds)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from bridge.events import (
     TransactionEvent,
     stable_id,
 )
-from bridge.webhooks import WebhookRoute, WebhookServer
+from bridge.webhooks import WebhookRoute, WebhookServer  # aiohttp itself is imported lazily
 
 __all__ = [
     "STANDARD_ENTITIES",

@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from bridge.config import WebhookSettings
+
+if TYPE_CHECKING:  # aiohttp is imported when the server starts: most setups never need it
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class WebhookRoute:
 
 
 def _error(status: int, message: str) -> web.Response:
+    from aiohttp import web
+
     return web.json_response({"error": message}, status=status)
 
 
@@ -87,6 +90,8 @@ class WebhookServer:
     async def run(self) -> None:
         """Wait for the first route, then listen until cancelled."""
         await self._wanted.wait()
+        from aiohttp import web
+
         app = web.Application(client_max_size=self.settings.max_body + 1)
         app.router.add_get("/healthz", self._health)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
@@ -104,6 +109,8 @@ class WebhookServer:
             await runner.cleanup()
 
     async def _health(self, _request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.json_response(
             {"status": "ok", "routes": sorted(self._routes), "accepted": self.accepted}
         )
@@ -156,4 +163,6 @@ class WebhookServer:
             return _error(400, f"body is not valid JSON: {exc}")
         handler(payload)
         self.accepted += 1
+        from aiohttp import web
+
         return web.json_response({"status": "accepted"})

@@ -14,3 +14,10 @@ async def test_publisher_benchmark_runs(tmp_path):
 async def test_ready_benchmark_runs(tmp_path):
     result = await ready.run(tmp_path, rounds=1, instances=2)
     assert 0 < result["ready_s"] < 15
+
+
+async def test_link_benchmark_runs():
+    from bench import link
+
+    result = await link.run(n=200, rounds=1)
+    assert result["link_vs_plain"] > 0
