@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -216,6 +216,3 @@ class Provider(ABC, Generic[SettingsT]):
         For frames that change the connection rather than the data (``stream_expired``,
         a late ``auth_error``). Must be quick and must not block.
         """
-
-
-FrameHandler = Callable[[Any], None]

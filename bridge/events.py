@@ -14,8 +14,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
 
-SCHEMA_VERSION = 1
-
 
 def _to_decimal(value: Any) -> Any:
     """Accept decimal strings and ints; floats only through their shortest repr."""
@@ -61,6 +59,7 @@ class BaseEvent(BaseModel):
     """True for state (kept retained per topic), False for events (QoS 1, not retained)."""
 
     schema_: Literal[1] = Field(default=1, alias="schema")
+    """Version of the payload schema; bumped only with an incompatible change."""
     provider: str
     """Provider instance name (the ``name`` of its ``[[providers]]`` table)."""
     account: str | None = None

@@ -25,6 +25,7 @@ class ProviderRunner:
         self.backoff = Backoff(settings.restart_min, settings.restart_max)
         self.restarts = 0
         self._stopping = False
+        self._tracebacks_shown: set[str] = set()
         self._link: Link | None = None
         self._log = logging.getLogger(f"fin2mqtt.supervisor.{provider.name}")
 
@@ -51,8 +52,11 @@ class ProviderRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - isolation: no plugin error stops the daemon
-            self._log.debug("link crashed", exc_info=True)
-            return f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason not in self._tracebacks_shown:  # a bug: show where, once per distinct error
+                self._tracebacks_shown.add(reason)
+                self._log.error("provider crashed", exc_info=exc)
+            return reason
         finally:
             self._link = None
         return "link ended"
