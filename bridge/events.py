@@ -224,6 +224,22 @@ class RawEvent(BaseEvent):
     """Why the frame could not be parsed, when that is the reason it is raw."""
 
 
+class SnapshotEvent(BaseEvent):
+    """The whole current state of some kinds for one account; not published itself.
+
+    The hub publishes ``items`` and clears the retained topics of the ``covers`` kinds (under the
+    same provider and account) that the snapshot no longer contains: a position closed while the
+    link was down disappears.
+    """
+
+    kind: Literal["snapshot"] = "snapshot"
+    covers: tuple[Literal["balance", "position", "account_status"], ...]
+    items: tuple[
+        Annotated[BalanceEvent | PositionEvent | AccountStatusEvent, Field(discriminator="kind")],
+        ...,
+    ] = ()
+
+
 Event = Annotated[
     BalanceEvent
     | TransactionEvent
@@ -235,7 +251,8 @@ Event = Annotated[
     | OrderBookEvent
     | NotificationEvent
     | LinkStateEvent
-    | RawEvent,
+    | RawEvent
+    | SnapshotEvent,
     Field(discriminator="kind"),
 ]
 """Any normalized event, discriminated by ``kind``."""
@@ -252,4 +269,5 @@ AnyEvent = (
     | NotificationEvent
     | LinkStateEvent
     | RawEvent
+    | SnapshotEvent
 )

@@ -6,9 +6,12 @@ from collections.abc import Iterable
 
 from bridge.dedup import SeenIds
 from bridge.discovery import Discovery
-from bridge.events import AnyEvent, PositionEvent
+from bridge.events import AnyEvent, PositionEvent, SnapshotEvent
 from bridge.outbox import Outbox
 from bridge.topics import TopicMap
+
+_SEGMENT = {"balance": "balance", "position": "position", "account_status": "status"}
+"""Topic level under an account for each kind a snapshot can cover (see ``TopicMap``)."""
 
 
 def payload_of(event: AnyEvent) -> bytes:
@@ -39,10 +42,21 @@ class Hub:
     def submit(self, events: Iterable[AnyEvent]) -> None:
         """Route each event: retained state is replaced, events are deduplicated and queued."""
         for event in events:
-            if event.retained:
+            if isinstance(event, SnapshotEvent):
+                self._apply_snapshot(event)
+            elif event.retained:
                 self._set_state(event)
             else:
                 self._queue_event(event)
+
+    def _apply_snapshot(self, snapshot: SnapshotEvent) -> None:
+        owner = self.topics.owner(snapshot.provider, snapshot.account)
+        kept = {self.topics.for_event(item) for item in snapshot.items}
+        prefixes = tuple(f"{owner}/{_SEGMENT[kind]}/" for kind in snapshot.covers)
+        for topic in self.outbox.state_topics():
+            if topic.startswith(prefixes) and topic not in kept and self.outbox.state(topic):
+                self.clear_state(topic)
+        self.submit(snapshot.items)
 
     def _queue_event(self, event: AnyEvent) -> None:
         if not self.seen.add(f"{event.provider}\x1f{event.id}"):

@@ -157,3 +157,44 @@ def test_seen_ids_survive_a_restart_and_stay_bounded(tmp_path):
     assert again.add("a") is True  # the oldest was forgotten
     assert again.add("d") is False
     again.close()
+
+
+async def test_snapshot_replaces_the_retained_state_it_covers():
+    from bridge.events import SnapshotEvent
+    from bridge.hub import Hub
+
+    outbox = Outbox(capacity=100)
+    hub = Hub(TopicMap("b"), outbox, SeenIds(None), None, 1)
+
+    def pos(symbol: str) -> PositionEvent:
+        return PositionEvent(
+            provider="h", account="a", id=symbol, received_at=NOW, symbol=symbol,
+            direction="long", quantity="1",
+        )  # fmt: skip
+
+    bal = BalanceEvent(provider="h", account="a", id="b", received_at=NOW, asset="USDT", total="5")
+    other = PositionEvent(
+        provider="h",
+        account="z",
+        id="z",
+        received_at=NOW,
+        symbol="BTC",
+        direction="short",
+        quantity="2",
+    )
+    hub.submit([pos("BTC"), pos("ETH"), bal, other])
+    snap = SnapshotEvent(
+        provider="h",
+        account="a",
+        id="s",
+        received_at=NOW,
+        covers=("position",),
+        items=(pos("SOL"), pos("ETH")),
+    )
+    hub.submit([snap])
+    assert outbox.state("b/h/a/position/btc") == b""  # gone from the snapshot: cleared
+    assert outbox.state("b/h/a/position/eth") not in (None, b"")
+    assert outbox.state("b/h/a/position/sol") not in (None, b"")
+    assert outbox.state("b/h/a/balance/usdt") not in (None, b"")  # not covered: untouched
+    assert outbox.state("b/h/z/position/btc") not in (None, b"")  # another account: untouched
+    assert not [t for t in outbox.state_topics() if "snapshot" in t]
