@@ -1,0 +1,159 @@
+"""Hibachi account stream: one WebSocket per account, ``stream.start`` / ``ping`` / ``stop``.
+
+The listen key expires 10 s after the last ``stream.ping`` (the doc; the vendor SDK pings only
+after 15 s idle, which contradicts it): we ping every ``ping_interval`` seconds (3 s), and a
+missing or rejected reply, or a ``stream_expired`` event, opens a fresh connection whose
+``stream.start`` snapshot replaces the retained balance and positions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from bridge.api import (
+    AnyEvent,
+    AuthFailure,
+    Connection,
+    Link,
+    Provider,
+    ProviderContext,
+    ProviderSettings,
+    TransportFailure,
+    UpstreamConfigFailure,
+)
+from bridge.links.group import LinkGroup
+from bridge.links.reconnect import RetryPolicy
+from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
+from fin2mqtt_hibachi.parse import parse_frame
+
+
+class HibachiAccount(ProviderSettings):
+    """One Hibachi account of the instance."""
+
+    id: int = Field(ge=0)
+    alias: str | None = None
+    """Name in topics (default: the account id)."""
+
+
+class HibachiSettings(ProviderSettings):
+    """One Hibachi API key and the accounts it streams (one WebSocket each)."""
+
+    api_key: SecretStr
+    accounts: list[HibachiAccount] = Field(min_length=1)
+    base_url: str = "wss://api.hibachi.xyz"
+    ping_interval: float = Field(default=3.0, gt=0, lt=10)
+    """Seconds between ``stream.ping``s; the listen key dies 10 s after the last one."""
+    request_timeout: float = Field(default=2.0, gt=0)
+    retry_min: float = Field(default=1.0, gt=0)
+    retry_max: float = Field(default=30.0, gt=0)
+    auth_retry: float = Field(default=300.0, gt=0)
+    """Seconds between attempts after the key was refused."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _websocket_url(cls, value: str) -> str:
+        if not value.startswith(("wss://", "ws://")):
+            raise ValueError("must start with wss:// (or ws:// for a local simulator)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique(self) -> HibachiSettings:
+        ids = [a.id for a in self.accounts]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each account id may appear once")
+        names = [a.alias or str(a.id) for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("account aliases must be unique")
+        return self
+
+
+class HibachiProvider(Provider[HibachiSettings]):
+    """The Hibachi account stream."""
+
+    settings_model = HibachiSettings
+
+    def __init__(self, name: str, settings: HibachiSettings) -> None:
+        super().__init__(name, settings)
+        self.keepalive_interval = settings.ping_interval  # type: ignore[misc]
+        self._aliases = {str(a.id): a.alias or str(a.id) for a in settings.accounts}
+        self._ids = {alias: int(raw) for raw, alias in self._aliases.items()}
+
+    def alias(self, raw_account: str) -> str:
+        """The topic name of an account id (the id itself when it is not configured)."""
+        return self._aliases.get(raw_account, raw_account)
+
+    def create_link(self, ctx: ProviderContext) -> Link:
+        """One WebSocket per account, run together."""
+        s = self.settings
+        options = WebSocketOptions(
+            retry=RetryPolicy(
+                backoff_min=s.retry_min, backoff_max=s.retry_max, auth_retry=s.auth_retry
+            ),
+            request_timeout=s.request_timeout,
+        )
+        links: list[Link] = []
+        for account in s.accounts:
+            url = f"{s.base_url}/ws/account?accountId={account.id}"
+
+            async def endpoint(url: str = url) -> Endpoint:
+                return Endpoint(url, {"Authorization": s.api_key.get_secret_value()})
+
+            alias = account.alias or str(account.id)
+            links.append(WebSocketLink(ctx, self, endpoint, account=alias, options=options))
+        return LinkGroup(links)
+
+    def _request(self, conn: Connection, method: str, **params: Any) -> dict[str, Any]:
+        assert conn.account is not None
+        return {
+            "method": method,
+            "params": {"accountId": self._ids[conn.account], **params},
+            "timestamp": int(time.time()),
+        }
+
+    async def on_connect(self, conn: Connection) -> None:
+        """``stream.start``: its snapshot goes to ``parse``; keep the listen key."""
+        reply = await conn.request(self._request(conn, "stream.start"), deliver_reply=True)
+        status = reply.get("status")
+        if status in (401, 403):
+            raise AuthFailure(f"stream.start refused: {status} {reply.get('error', '')}".strip())
+        if status != 200 or "result" not in reply:
+            raise UpstreamConfigFailure(
+                f"stream.start failed: {status} {reply.get('error', '')}".strip()
+            )
+        conn.data["listenKey"] = reply["result"]["listenKey"]
+
+    async def keepalive(self, conn: Connection) -> None:
+        """``stream.ping`` with the listen key; a missing or bad reply renews the connection."""
+        reply = await conn.request(
+            self._request(conn, "stream.ping", listenKey=conn.data["listenKey"])
+        )
+        if reply.get("status") != 200:
+            raise TransportFailure(
+                f"stream.ping rejected: {reply.get('status')} {reply.get('error', '')}".strip()
+            )
+
+    async def on_stop(self, conn: Connection) -> None:
+        """``stream.stop`` on a clean shutdown."""
+        key = conn.data.get("listenKey")
+        if key is not None:
+            await conn.request(self._request(conn, "stream.stop", listenKey=key), timeout=1.0)
+
+    def control(self, frame: Any) -> None:
+        """``stream_expired``: the listen key is gone; start over on a fresh connection."""
+        if (
+            isinstance(frame, dict)
+            and (frame.get("event") or frame.get("topic")) == "stream_expired"
+        ):
+            raise TransportFailure("listen key expired (stream_expired)")
+
+    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+        """Frames to events (see ``fin2mqtt_hibachi.parse``)."""
+        return parse_frame(self.name, self.alias, frame, received_at)
+
+
+__all__ = ["HibachiAccount", "HibachiProvider", "HibachiSettings"]

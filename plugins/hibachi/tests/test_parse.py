@@ -1,0 +1,254 @@
+"""Hibachi: the seed's example frames → normalized events (snapshot tests)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fin2mqtt_hibachi import HibachiProvider, HibachiSettings
+
+FRAMES = json.loads((Path(__file__).parent / "seed_frames.json").read_text())
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def provider() -> HibachiProvider:
+    settings = HibachiSettings(api_key="k", accounts=[{"id": 128, "alias": "main"}])
+    return HibachiProvider("hib", settings)
+
+
+def events_of(provider, frame):
+    return [
+        e.model_dump(mode="json", by_alias=True, exclude={"received_at", "schema_"})
+        for e in provider.parse(frame, NOW)
+    ]
+
+
+def by_name(name: str, n: int = 0) -> dict:
+    return [f for f in FRAMES["events"] if f.get("event") == name][n]
+
+
+def test_snapshot_replaces_balance_and_positions(provider):
+    [snap] = events_of(provider, FRAMES["snapshot"])
+    assert snap["kind"] == "snapshot"
+    assert snap["covers"] == ["balance", "position"]
+    balance, position = snap["items"]
+    assert (balance["kind"], balance["asset"], balance["total"], balance["account"]) == (
+        "balance",
+        "USDT",
+        "910.997790",
+        "main",
+    )
+    assert position["symbol"] == "ETH/USDT-P"
+    assert position["direction"] == "long"
+    assert position["quantity"] == "0.002552700"
+    assert position["entry_price"] == "3918.661809"
+    assert position["mark_price"] == "3917.478177"
+    assert position["notional"] == "10.000146"
+    assert position["unrealized_pnl"] == "-0.003021"
+    assert position["details"] == {
+        "entryNotional": "10.003168",
+        "unrealizedFundingPnl": "0.000000",
+        "unrealizedTradingPnl": "-0.003021",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "order_creation",
+            {
+                "kind": "order",
+                "status": "created",
+                "order_id": "578745035695106058",
+                "side": "buy",
+                "price": "69762.24077",
+                "quantity": "0.1288935088",
+                "symbol": "BTC/USDT-P",
+                "source_time": "2024-04-10T20:30:49Z",
+            },
+        ),
+        ("order_update", {"kind": "order", "status": "updated", "filled_quantity": "0.096987527"}),
+        (
+            "order_cancellation",
+            {
+                "kind": "order",
+                "status": "cancelled",
+                "order_id": "578745034376521742",
+                "side": "sell",
+            },
+        ),
+        (
+            "order_matched",
+            {
+                "kind": "order",
+                "status": "matched",
+                "order_id": "1234",
+                "filled_quantity": "1234",
+                "remaining_quantity": "1234",
+                "order_type": "LIMIT",
+            },
+        ),
+        (
+            "order_not_fully_matched",
+            {
+                "kind": "order",
+                "status": "partially_matched",
+                "account": "2",
+                "order_id": "3",
+                "filled_quantity": "0.000000004",
+                "remaining_quantity": "0.000000005",
+            },
+        ),
+        ("order_request_rejected", {"kind": "order", "status": "rejected", "order_id": "1234"}),
+        (
+            "trade_update",
+            {
+                "kind": "trade",
+                "status": "filled",
+                "order_id": "582871374158365696",
+                "price": "2345.000000",
+                "quantity": "0.000421590",
+                "realized_pnl": "0.022107",
+                "side": "buy",
+            },
+        ),
+        (
+            "trade_rejected",
+            {"kind": "trade", "status": "rejected", "order_id": "1234", "quantity": "1234"},
+        ),
+        (
+            "funding_settlement",
+            {
+                "kind": "transaction",
+                "type": "funding",
+                "amount": "0.8618780736305764",
+                "asset": "USDT",
+                "status": "settled",
+            },
+        ),
+        (
+            "account_created",
+            {
+                "kind": "notification",
+                "category": "account_created",
+                "message": "ledger account 123",
+            },
+        ),
+        (
+            "deposit_status_update",
+            {
+                "kind": "transaction",
+                "type": "deposit",
+                "amount": "1234",
+                "tx_hash": "0xabcdef",
+                "direction": "in",
+                "status": "processing/accepted/rejected/succeeded",
+            },
+        ),
+        (
+            "withdraw_status_update",
+            {"kind": "transaction", "type": "withdrawal", "amount": "1234", "direction": "out"},
+        ),
+        (
+            "withdraw_rejection",
+            {"kind": "transaction", "type": "withdrawal", "status": "rejected", "amount": "1234"},
+        ),
+        (
+            "transfer_status_update",
+            {
+                "kind": "transaction",
+                "type": "transfer",
+                "amount": "1234",
+                "account": "main",
+                "direction": None,
+            },
+        ),
+    ],
+)
+def test_every_documented_event(provider, name, expected):
+    [event] = events_of(provider, by_name(name))
+    assert {k: event[k] for k in expected} == expected
+    assert event["provider"] == "hib"
+    assert event.get("account") == expected.get("account", "main")
+
+
+def test_balance_update_in_all_three_shapes(provider):
+    deposit, withdrawal, collateral = (
+        events_of(provider, by_name("balance_update", n))[0] for n in range(3)
+    )
+    assert (deposit["kind"], deposit["type"], deposit["direction"], deposit["amount"]) == (
+        "transaction",
+        "deposit",
+        "in",
+        "123.000000",
+    )
+    assert (withdrawal["type"], withdrawal["direction"], withdrawal["amount"]) == (
+        "withdrawal",
+        "out",
+        "123.000000",
+    )
+    assert (collateral["kind"], collateral["asset"], collateral["total"]) == (
+        "balance",
+        "USDT",
+        "1234.000000",
+    )
+
+
+def test_positions_long_and_closed(provider):
+    closed, long = (events_of(provider, by_name("position_update", n))[0] for n in range(2))
+    assert (closed["kind"], closed["symbol"], closed["direction"], closed["quantity"]) == (
+        "position",
+        "BTC/USDT-P",
+        "closed",
+        "0.000000",
+    )
+    assert (long["symbol"], long["direction"], long["quantity"], long["notional"]) == (
+        "HFT/USDT-P",
+        "long",
+        "28179.202190",
+        "11926.363515",
+    )
+
+
+def test_topic_field_and_upper_case_names_are_accepted(provider):
+    frame = dict(by_name("order_creation"))
+    del frame["event"]
+    frame["topic"] = "ORDER_CREATED"
+    [event] = events_of(provider, frame)
+    assert (event["kind"], event["status"]) == ("order", "created")
+
+
+def test_unknown_events_pass_through_raw(provider):
+    [event] = events_of(
+        provider, {"event": "margin_call", "account": "128", "data": {"level": "0.5", "id": 2**60}}
+    )
+    assert event["kind"] == "raw"
+    assert event["name"] == "margin_call"
+    assert event["data"] == {"level": "0.5", "id": 2**60}
+
+
+def test_large_ids_stay_exact_and_ids_are_stable(provider):
+    frame = by_name("order_creation")
+    first = provider.parse(frame, NOW)[0]
+    again = provider.parse(frame, datetime(2027, 1, 1, tzinfo=UTC))[0]
+    assert first.order_id == "578745035695106058"
+    assert first.id == again.id  # same fact, same id, whenever it arrives
+
+
+def test_timestampless_events_arriving_twice_are_two_facts(provider):
+    frame = by_name("balance_update", 0)
+    a = provider.parse(frame, NOW)[0]
+    b = provider.parse(frame, datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC))[0]
+    assert a.id != b.id  # two deposits of 123: both published
+
+
+def test_stream_expired_ends_the_connection(provider):
+    from bridge.api import TransportFailure
+
+    with pytest.raises(TransportFailure, match="listen key expired"):
+        provider.control(by_name("stream_expired"))
+    provider.control(by_name("order_creation"))  # anything else passes
