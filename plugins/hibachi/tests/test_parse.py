@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 from fin2mqtt_hibachi import HibachiProvider, HibachiSettings
+from fin2mqtt_hibachi.simulator import SEED_EVENTS
 
-FRAMES = json.loads((Path(__file__).parent / "seed_frames.json").read_text())
+FRAMES = {
+    "snapshot": json.loads((Path(__file__).parent / "snapshot_frame.json").read_text()),
+    "events": json.loads(SEED_EVENTS.read_text()),
+}
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 

@@ -1,0 +1,176 @@
+"""Hibachi end to end: simulator ↔ daemon (subprocess) ↔ mosquitto ↔ subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fin2mqtt_hibachi.simulator import API_KEY, HibachiSimulator
+
+from bridge.testing.daemon import DaemonProcess
+from bridge.testing.recorder import MqttRecorder, retained
+
+BASE = "fin2mqtt/hib/main"
+
+
+def providers(sim: HibachiSimulator, *, key: str = API_KEY, ping: float = 0.1) -> str:
+    return f"""
+[[providers]]
+type = "hibachi"
+name = "hib"
+api_key = "{key}"
+base_url = "{sim.base_url}"
+accounts = [{{id = 128, alias = "main"}}]
+ping_interval = {ping}
+request_timeout = 0.3
+retry_min = 0.05
+retry_max = 0.2
+auth_retry = 0.3
+"""
+
+
+@pytest.fixture
+async def sim():
+    async with HibachiSimulator(expiry=0.5) as s:  # the real key lives 10 s: 1/20 of the time here
+        yield s
+
+
+async def test_snapshot_becomes_retained_balance_and_positions(
+    broker, recorder, daemon_config, sim, tmp_path
+):
+    async with DaemonProcess(daemon_config(providers(sim)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic(f"{BASE}/position/eth-usdt-p")
+        state = await retained(broker.host, broker.port, f"{BASE}/#")
+        balance = state[f"{BASE}/balance/usdt"].json()
+        assert (balance["total"], balance["asset"]) == ("910.997790", "USDT")
+        position = state[f"{BASE}/position/eth-usdt-p"].json()
+        assert (position["direction"], position["quantity"], position["unrealized_pnl"]) == (
+            "long",
+            "0.002552700",
+            "-0.003021",
+        )
+        assert state[f"{BASE}/link"].json()["state"] == "connected"
+        await daemon.terminate()
+
+
+async def test_every_documented_event_reaches_its_topic(
+    broker, recorder: MqttRecorder, daemon_config, sim, tmp_path
+):
+    async with DaemonProcess(daemon_config(providers(sim)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic(f"{BASE}/link")
+        await sim.wait_until(lambda: sim.starts == 1 and sim.streams and sim.streams[0].key)
+        assert await sim.push(128, sim.seed_events(128)) == 1
+        await recorder.wait_topic(f"{BASE}/order", 6)
+        await recorder.wait_topic(f"{BASE}/trade", 2)
+        await recorder.wait_topic(f"{BASE}/transaction", 7)
+        await recorder.wait_topic(f"{BASE}/notification", 1)
+        orders = [m.json()["status"] for m in recorder.on(f"{BASE}/order")]
+        assert sorted(orders) == sorted(
+            ["created", "updated", "cancelled", "partially_matched", "rejected", "matched"]
+        )
+        assert all(m.qos == 1 and not m.retain for m in recorder.on(f"{BASE}/order"))
+        txs = sorted(
+            (m.json()["type"], m.json()["status"]) for m in recorder.on(f"{BASE}/transaction")
+        )
+        assert txs == sorted([
+            ("deposit", "credited"), ("withdrawal", "debited"), ("funding", "settled"),
+            ("deposit", "processing/accepted/rejected/succeeded"),
+            ("transfer", "processing/accepted/rejected/succeeded"),
+            ("withdrawal", "rejected"), ("withdrawal", "processing/accepted/rejected/succeeded"),
+        ])  # fmt: skip
+        await recorder.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/balance/usdt" and m.json()["total"] == "1234.000000" for m in ms
+            )
+        )
+        await recorder.wait_topic(f"{BASE}/position/hft-usdt-p")
+        # the closed BTC position clears its topic (an empty retained message)
+        assert recorder.on(f"{BASE}/position/btc-usdt-p")[-1].payload == b""
+        await daemon.terminate()
+
+
+async def test_pings_keep_the_key_alive(broker, recorder, daemon_config, sim, tmp_path):
+    async with DaemonProcess(daemon_config(providers(sim)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await sim.wait_until(lambda: sim.starts == 1)
+        await asyncio.sleep(3.0)  # six expiry periods ≈ 60 s of the real server
+        assert sim.expirations == 0
+        assert sim.starts == 1 and sim.connects == 1
+        assert sim.pings >= 20
+        await daemon.terminate()
+
+
+async def test_missed_ping_reply_restarts_with_a_fresh_snapshot_and_no_duplicates(
+    broker, recorder: MqttRecorder, daemon_config, sim, tmp_path
+):
+    async with DaemonProcess(daemon_config(providers(sim)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await sim.wait_until(lambda: sim.starts == 1 and sim.streams and sim.streams[0].key)
+        order = sim.seed_events(128)[0]
+        await sim.push(128, [order])
+        await recorder.wait_topic(f"{BASE}/order")
+        sim.ignore_pings = True
+        await sim.wait_until(lambda: sim.connects == 2, timeout=5)
+        sim.ignore_pings = False
+        await sim.wait_until(lambda: sim.starts == 2 and sim.streams and sim.streams[0].key)
+        await sim.push(128, [order])  # the same fact again after the reconnect
+        await recorder.wait_for(
+            lambda ms: sum(m.topic == f"{BASE}/balance/usdt" for m in ms) >= 2,
+            what="fresh snapshot",
+        )
+        await asyncio.sleep(0.3)
+        assert len(recorder.on(f"{BASE}/order")) == 1
+        errors = [
+            m.json()["error"]
+            for m in recorder.on(f"{BASE}/link")
+            if m.json()["state"] == "disconnected"
+        ]
+        assert errors and errors[0].startswith("no reply to stream.ping")
+        await daemon.terminate()
+
+
+async def test_expired_key_restarts_the_stream(broker, recorder, daemon_config, sim, tmp_path):
+    # pings far slower than the key's life: the server expires it and says so
+    config = daemon_config(providers(sim, ping=5.0))
+    async with DaemonProcess(config, tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await sim.wait_until(lambda: sim.expirations >= 1 and sim.starts >= 2, timeout=5)
+        await recorder.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/link"
+                and m.json()["error"] == "listen key expired (stream_expired)"
+                for m in ms
+            )
+        )
+        await daemon.terminate()
+
+
+async def test_sigterm_sends_stream_stop(broker, recorder, daemon_config, sim, tmp_path):
+    async with DaemonProcess(daemon_config(providers(sim)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await sim.wait_until(lambda: sim.starts == 1 and sim.streams and sim.streams[0].key)
+        key = sim.streams[0].key
+        code, elapsed = await daemon.terminate()
+        assert code == 0 and elapsed < 5
+    assert sim.stops == [key]
+
+
+async def test_bad_key_is_auth_failed_on_the_link_topic(
+    broker, recorder, daemon_config, sim, tmp_path
+):
+    async with DaemonProcess(daemon_config(providers(sim, key="wrong")), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_for(
+            lambda ms: any(
+                m.topic == f"{BASE}/link" and m.json()["state"] == "auth_failed" for m in ms
+            )
+        )
+        link = next(
+            m.json() for m in recorder.on(f"{BASE}/link") if m.json()["state"] == "auth_failed"
+        )
+        assert link["error"] == "handshake refused: HTTP 401"
+        await asyncio.sleep(0.5)
+        assert sim.attempts <= 3  # retried slowly (auth_retry 0.3 s), not hammered
+        await daemon.terminate()
