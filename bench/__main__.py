@@ -7,7 +7,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bench import link, publisher, ready
+from bench import link, publisher, ready, scale
 
 
 async def main(quick: bool) -> None:
@@ -18,6 +18,9 @@ async def main(quick: bool) -> None:
         await publisher.run(work / "publisher", n, rounds)
         await ready.run(work / "ready", 3 if quick else 7)
         await link.run(n, rounds)
+        idle = 10.0 if quick else 60.0
+        await scale.run(work / "scale100", 100, idle)
+        await scale.run(work / "scale1000", 1000, idle)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import signal
 import sqlite3
 import time
@@ -79,6 +80,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the exit code."""
         settings = self.config.settings
+        _raise_file_limit()
         self._open_state()
         stop = self._stop
         loop = asyncio.get_running_loop()
@@ -241,6 +243,16 @@ class Daemon:
                 for r in self.runners
             },
         }
+
+
+def _raise_file_limit() -> None:
+    """One socket per upstream link: lift the soft open-files limit (often 1024) to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
 
 
 async def run_daemon(config: LoadedConfig) -> int:

@@ -21,3 +21,10 @@ async def test_link_benchmark_runs():
 
     result = await link.run(n=200, rounds=1)
     assert result["link_vs_plain"] > 0
+
+
+async def test_scale_benchmark_runs(tmp_path):
+    from bench import scale
+
+    result = await scale.run(tmp_path, accounts=3, idle=0.5)
+    assert result["rss_mb_3_accounts"] > 0

@@ -98,6 +98,12 @@ class DaemonProcess:
         return await self.wait_notification("READY=1", timeout)
 
     @property
+    def pid(self) -> int:
+        """The daemon's process id."""
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         """True while the process is alive."""
         return self._proc is not None and self._proc.returncode is None
