@@ -1,29 +1,142 @@
-"""``uv run python -m bench [--quick]``: run the benchmarks and print their figures."""
+"""``uv run python -m bench [--quick]``: every benchmark, as ratios against same-run baselines.
+
+Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` and prints the table.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from bench import link, publisher, ready, scale
+from bench import e2e, link, publisher, ready, recovery, scale
+from bench.stats import summary
+from bridge.testing.broker import make_broker
+
+RESULTS = Path(__file__).parent / "results"
 
 
-async def main(quick: bool) -> None:
-    """Run every benchmark in turn."""
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    broker = "unknown"
+    try:
+        out = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
+        broker = out.stdout.splitlines()[0]
+    except (OSError, IndexError):
+        pass
+    return {
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "broker": broker,
+    }
+
+
+async def main(quick: bool) -> dict[str, Any]:
+    """Run every benchmark in turn; returns the results."""
+    n_tp, rounds = (20_000, 3) if quick else (100_000, 5)
+    lat_seconds = 5.0 if quick else 30.0
+    idle = 10.0 if quick else 60.0
+    results: dict[str, Any] = {"quick": quick, "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="f2m-bench-") as tmp:
         work = Path(tmp)
-        n, rounds = (5_000, 3) if quick else (30_000, 5)
-        await publisher.run(work / "publisher", n, rounds)
-        await ready.run(work / "ready", 3 if quick else 7)
-        await link.run(n, rounds)
-        idle = 10.0 if quick else 60.0
-        await scale.run(work / "scale100", 100, idle)
-        await scale.run(work / "scale1000", 1000, idle)
+        broker = make_broker(work / "broker")
+        broker.start()
+        try:
+            qos1 = await e2e.throughput(work, broker, n_tp, rounds, 1)
+            qos0 = await e2e.throughput(work, broker, n_tp, rounds, 0)
+            lat = await e2e.latency(work, broker, 1000, lat_seconds)
+            rec = await recovery.run(work, broker)
+        finally:
+            broker.stop()
+        pub = await publisher.run(work / "publisher", n_tp // 4, rounds)
+        lnk = await link.run(n_tp // 4, rounds)
+        start = await ready.run(work / "ready", rounds)
+        s100 = await scale.run(work / "scale100", 100, idle)
+        s1000 = await scale.run(work / "scale1000", 1000, idle)
+    results.update(
+        {
+            "events": n_tp,
+            "rounds": rounds,
+            "qos1_ratio": round(qos1["ratio"], 3),
+            "qos1_events_per_s": round(statistics.median(qos1["fin2mqtt"])),
+            "qos1_ideal_events_per_s": round(statistics.median(qos1["ideal"])),
+            "qos0_ratio": round(qos0["ratio"], 3),
+            "qos0_events_per_s": round(statistics.median(qos0["fin2mqtt"])),
+            "qos0_ideal_events_per_s": round(statistics.median(qos0["ideal"])),
+            "lost": qos1["lost"] + qos0["lost"] + int(lat["lost"]),
+            "p50_ms_at_1000": round(lat["p50_ms"], 2),
+            "p99_ms_at_1000": round(lat["p99_ms"], 2),
+            "max_ms_at_1000": round(lat["max_ms"], 2),
+            "publisher_vs_awaiting": round(float(pub["publisher_vs_awaiting"]), 2),
+            "publisher_vs_window50": round(float(pub["publisher_vs_window50"]), 2),
+            "link_vs_plain": round(float(lnk["link_vs_plain"]), 2),
+            "ready_s": round(float(start["ready_s"]), 3),
+            "stop_s": round(float(start["stop_s"]), 3),
+            **rec,
+            **s100,
+            **s1000,
+        }
+    )
+    results["rss_mb_1000_accounts"] = s1000["rss_mb_1000_accounts"]
+    results["cpu_pct_1000_accounts"] = s1000["cpu_pct_1000_accounts"]
+    results["table"] = table(results, qos1, qos0)
+    return results
+
+
+def table(r: dict[str, Any], qos1: dict[str, Any], qos0: dict[str, Any]) -> str:
+    """The results as a markdown table with the targets beside them."""
+    q1, q0 = summary(qos1["ratios"], "{:.2f}"), summary(qos0["ratios"], "{:.2f}")
+    rates1 = f"{r['qos1_events_per_s']:,} vs {r['qos1_ideal_events_per_s']:,} events/s"
+    rates0 = f"{r['qos0_events_per_s']:,} vs {r['qos0_ideal_events_per_s']:,} events/s"
+    lat = f"{r['p50_ms_at_1000']} / {r['p99_ms_at_1000']} / {r['max_ms_at_1000']} ms"
+    big = (
+        f"{r['connect_s_1000_accounts']} s / {r['rss_mb_1000_accounts']} MB / "
+        f"{r['cpu_pct_1000_accounts']} %"
+    )
+    small = (
+        f"{r['connect_s_100_accounts']} s / {r['rss_mb_100_accounts']} MB / "
+        f"{r['cpu_pct_100_accounts']} %"
+    )
+    pub = f"{r['publisher_vs_awaiting']}x / {r['publisher_vs_window50']}x"
+    rows = [
+        ("QoS 1 end to end vs the ideal bridge", f"{q1}x ({rates1})", ">= 0.9x (goal >= 1.0x)"),
+        ("QoS 0 end to end vs the ideal bridge", f"{q0}x ({rates0})", ""),
+        ("events lost", str(r["lost"]), "0"),
+        ("latency at 1,000 events/s: p50 / p99 / max", lat, "p99 <= 5 ms"),
+        ("1,000 accounts: all streaming / RSS / idle CPU", big, "<= 150 MB, <= 25 %"),
+        ("100 accounts: all streaming / RSS / idle CPU", small, ""),
+        ("start to READY (5 providers) / SIGTERM to exit",
+         f"{r['ready_s']} s / {r['stop_s']} s", "READY <= 1 s"),
+        ("broker restarted -> retained state back", f"{r['broker_recovery_s']} s", "<= 2 s"),
+        ("upstream dropped -> snapshot republished", f"{r['upstream_recovery_s']} s", ""),
+        ("publisher alone vs aiomqtt awaiting / 50 in flight", pub, ""),
+        ("WebSocket link -> hub vs bare recv + json.loads", f"{r['link_vs_plain']}x", ""),
+    ]  # fmt: skip
+    m = r["machine"]
+    head = (
+        f"Measured {'(quick) ' if r['quick'] else ''}on {m['cpus']} cores, Python {m['python']}, "
+        f"{m['broker']}; median [min-max] of {r['rounds']} interleaved rounds, "
+        f"{r['events']:,} events per round.\n\n"
+    )
+    lines = ["| what | result | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return head + "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer messages and rounds")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="smaller runs (about 3 minutes)")
+    out = asyncio.run(main(parser.parse_args().quick))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "latest.md").write_text(out["table"])
+    print()
+    print(out["table"])

@@ -100,7 +100,7 @@ async def through_link(url: str, n: int) -> float:
     return rate
 
 
-async def run(n: int, rounds: int) -> dict[str, object]:
+async def run(n: int, rounds: int) -> dict[str, Any]:
     """Interleave both receivers over ``rounds`` rounds."""
     rates: dict[str, list[float]] = {"plain": [], "link": []}
     async with Firehose(n) as sim:

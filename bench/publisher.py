@@ -6,6 +6,7 @@ import asyncio
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -67,7 +68,7 @@ async def publisher(broker: Broker, n: int) -> float:
     return rate
 
 
-async def run(workdir: Path, n: int, rounds: int) -> dict[str, object]:
+async def run(workdir: Path, n: int, rounds: int) -> dict[str, Any]:
     """Interleave the three loops over ``rounds`` rounds; returns rates and ratios."""
     from bridge.testing.broker import make_broker
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench.stats import summary
 from bridge.testing.broker import make_broker
 from bridge.testing.daemon import DaemonProcess
 
 
-async def run(workdir: Path, rounds: int, instances: int = 5) -> dict[str, object]:
+async def run(workdir: Path, rounds: int, instances: int = 5) -> dict[str, Any]:
     """Start the daemon with ``instances`` test providers ``rounds`` times."""
     broker = make_broker(workdir / "broker")
     broker.start()

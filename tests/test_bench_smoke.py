@@ -28,3 +28,23 @@ async def test_scale_benchmark_runs(tmp_path):
 
     result = await scale.run(tmp_path, accounts=3, idle=0.5)
     assert result["rss_mb_3_accounts"] > 0
+
+
+async def test_end_to_end_and_recovery_benchmarks_run(tmp_path):
+    from bench import e2e, recovery
+    from bridge.testing.broker import make_broker
+
+    broker = make_broker(tmp_path / "broker")
+    broker.start()
+    try:
+        tp = await e2e.throughput(tmp_path, broker, n=200, rounds=1, qos=1)
+        assert tp["lost"] == 0
+        assert tp["ratio"] > 0
+        lat = await e2e.latency(tmp_path, broker, rate=200, seconds=0.5)
+        assert lat["lost"] == 0
+        assert lat["p50_ms"] > 0
+        rec = await recovery.run(tmp_path, broker)
+        assert rec["broker_recovery_s"] > 0
+        assert rec["upstream_recovery_s"] > 0
+    finally:
+        broker.stop()

@@ -197,6 +197,42 @@ class HibachiSimulator(WebSocketSimulator):
             sent += 1
         return sent
 
+    async def blast(
+        self, account_id: int, n: int, rate: float | None = None, start: int = 0
+    ) -> float:
+        """Send ``n`` distinct ``trade_update`` events (as fast as possible, or ``rate`` per s).
+
+        Each carries ``sentAt`` (wall-clock seconds) for latency measurement; returns when the
+        first was sent.
+        """
+        streams = [s for s in self.streams if s.account == account_id and s.key]
+        began = time.time()
+        t0 = time.monotonic()
+        for i in range(start, start + n):
+            frame = json.dumps(
+                {
+                    "event": "trade_update",
+                    "account": str(account_id),
+                    "data": {
+                        "orderId": 600_000_000_000_000_000 + i,
+                        "price": "2345.000000",
+                        "quantity": "0.000421590",
+                        "realizedPnl": "0.022107",
+                        "side": "BID",
+                        "symbol": "ETH/USDT-P",
+                        "timestamp": 1728526563,
+                        "sentAt": time.time(),
+                    },
+                }
+            )
+            for stream in streams:
+                await stream.ws.send(frame)
+            if rate is not None:
+                delay = t0 + (i - start + 1) / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        return began
+
     def seed_events(self, account_id: int) -> list[dict[str, Any]]:
         """The seed's examples, addressed to ``account_id`` (without ``stream_expired``)."""
         events: list[dict[str, Any]] = json.loads(SEED_EVENTS.read_text())
