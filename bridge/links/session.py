@@ -5,12 +5,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import abstractmethod
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from bridge.api import Connection, Link, Provider, ProviderContext
 from bridge.links.reconnect import Reconnector, RetryPolicy
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+PROCESS_BATCH = 256
+"""Frames handled per turn of the event loop. One per turn would give ingestion a tiny share of
+the loop next to the publisher's 64 workers: the backlog would then pile up in TCP, where it
+delays the upstream's pongs until the keepalive kills the connection (1011)."""
+
+
+async def process_forever(queue: asyncio.Queue[T], handle: Callable[[T], None]) -> None:
+    """Hand queued frames to ``handle``, up to ``PROCESS_BATCH`` per turn of the loop."""
+    while True:
+        handle(await queue.get())
+        for _ in range(PROCESS_BATCH - 1):
+            if queue.empty():
+                break
+            handle(queue.get_nowait())
 
 
 class OpenConnection(Connection, Protocol):

@@ -19,7 +19,7 @@ from pydantic import JsonValue
 from bridge.api import Provider, ProviderContext
 from bridge.errors import AuthFailure, TransportFailure
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink
+from bridge.links.session import SessionLink, process_forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class SocketIOLink(SessionLink):
         self._conn = conn
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._process(queue), name="sio-process")
+                tg.create_task(process_forever(queue, self.ctx.deliver), name="sio-process")
                 tg.create_task(self._hooks(conn), name="sio-hooks")
                 tg.create_task(_until(ended), name="sio-disconnect")
         except BaseExceptionGroup as group:
@@ -166,10 +166,6 @@ class SocketIOLink(SessionLink):
             self._conn = None
             if client.connected:
                 await client.disconnect()
-
-    async def _process(self, queue: asyncio.Queue[Any]) -> None:
-        while True:
-            self.ctx.deliver(await queue.get())
 
 
 async def _until(ended: asyncio.Event) -> None:

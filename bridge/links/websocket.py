@@ -33,7 +33,7 @@ from bridge.errors import (
     UpstreamConfigFailure,
 )
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink
+from bridge.links.session import SessionLink, process_forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +237,7 @@ class WebSocketLink(SessionLink):
         try:
             async with ws, asyncio.TaskGroup() as tg:
                 tg.create_task(self._receive(conn, queue), name="ws-receive")
-                tg.create_task(self._process(queue), name="ws-process")
+                tg.create_task(process_forever(queue, self._deliver_item), name="ws-process")
                 tg.create_task(self._hooks(conn), name="ws-hooks")
                 if self.renew is not None:
                     tg.create_task(self._renew(self.renew), name="ws-renew")
@@ -263,10 +263,8 @@ class WebSocketLink(SessionLink):
         except ConnectionClosed as exc:
             raise failure_from_close(exc, codes) from None
 
-    async def _process(self, queue: asyncio.Queue[tuple[int, Any]]) -> None:
-        while True:
-            generation, frame = await queue.get()
-            self._deliver(generation, frame)
+    def _deliver_item(self, item: tuple[int, Any]) -> None:
+        self._deliver(*item)
 
     def _deliver(self, generation: int, frame: Any) -> None:
         if generation != self.generation:
