@@ -170,7 +170,7 @@ class Daemon:
         while True:
             await asyncio.sleep(DEDUP_FLUSH_INTERVAL)
             try:
-                self.seen.flush()
+                await asyncio.to_thread(self.seen.write, self.seen.take_unsaved())
             except sqlite3.Error as exc:
                 log.warning("could not save seen event ids: %s", exc)
             now = time.monotonic()

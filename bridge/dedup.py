@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+SCHEMA = "CREATE TABLE IF NOT EXISTS seen2 (seq INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL)"
+"""``seq`` is the rowid, so forgetting the oldest ids is a range delete, not a table scan."""
 
 
 class SeenIds:
-    """Remembers the last ``capacity`` event keys; ``flush`` persists the new ones."""
+    """Remembers the last ``capacity`` event keys; ``flush`` persists the new ones.
+
+    ``take_unsaved`` (event loop) and ``write`` (any thread, e.g. ``asyncio.to_thread``) split a
+    flush so the database work never blocks the loop.
+    """
 
     def __init__(self, path: Path | None, capacity: int = 100_000) -> None:
         self.path = path
@@ -21,6 +27,7 @@ class SeenIds:
         self._keys: OrderedDict[str, None] = OrderedDict()
         self._unsaved: list[str] = []
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
         self._seq = 0
 
     def open(self) -> None:
@@ -28,10 +35,10 @@ class SeenIds:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.execute(SCHEMA)
         rows = self._db.execute(
-            "SELECT key, seq FROM seen ORDER BY seq DESC LIMIT ?", (self.capacity,)
+            "SELECT key, seq FROM seen2 ORDER BY seq DESC LIMIT ?", (self.capacity,)
         ).fetchall()
         for key, _seq in reversed(rows):
             self._keys[key] = None
@@ -50,25 +57,39 @@ class SeenIds:
             self._unsaved.append(key)
         return True
 
-    def flush(self) -> None:
-        """Write the keys added since the last flush and forget the oldest on disk."""
+    def take_unsaved(self) -> list[tuple[str, int]]:
+        """The keys added since the last call, numbered; to be passed to ``write``."""
         if self._db is None or not self._unsaved:
-            return
+            return []
         rows = []
         for key in self._unsaved:
             self._seq += 1
             rows.append((key, self._seq))
-        self._unsaved.clear()
-        with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO seen (key, seq) VALUES (?, ?)", rows)
-            self._db.execute("DELETE FROM seen WHERE seq <= ?", (self._seq - self.capacity,))
+        self._unsaved = []
+        return rows
+
+    def write(self, rows: list[tuple[str, int]]) -> None:
+        """Store ``rows`` and forget the oldest keys on disk (safe from another thread)."""
+        if not rows:
+            return
+        with self._lock:
+            if self._db is None:
+                return
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO seen2 (key, seq) VALUES (?, ?)", rows)
+                self._db.execute("DELETE FROM seen2 WHERE seq <= ?", (rows[-1][1] - self.capacity,))
+
+    def flush(self) -> None:
+        """Write the keys added since the last flush, here and now."""
+        self.write(self.take_unsaved())
 
     def close(self) -> None:
         """Flush and close the database."""
         self.flush()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __len__(self) -> int:
         return len(self._keys)
