@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -21,7 +22,47 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 
-class WebSocketSimulator:
+class _Simulator(ABC):
+    """What every simulator shares: start/stop as a context manager, and waiting on its state."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._changed = asyncio.Event()
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Listen on a free port."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop listening."""
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def changed(self) -> None:
+        """Wake ``wait_until`` (call it when the simulator's state changes)."""
+        self._changed.set()
+
+    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds (checked whenever the simulator's state changes)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
+
+
+class WebSocketSimulator(_Simulator):
     """A WebSocket server on 127.0.0.1 (free port) that misbehaves on demand.
 
     Faults: ``reject_status`` (refuse the handshake), ``close_on_accept`` (accept, then close
@@ -32,7 +73,7 @@ class WebSocketSimulator:
     path = "/"
 
     def __init__(self) -> None:
-        self.port = 0
+        super().__init__()
         self.attempts = 0
         """Handshakes seen, including refused ones."""
         self.connects = 0
@@ -44,7 +85,6 @@ class WebSocketSimulator:
         self._running = asyncio.Event()
         self._running.set()
         self._server: Server | None = None
-        self._changed = asyncio.Event()
 
     @property
     def stalled(self) -> bool:
@@ -76,18 +116,6 @@ class WebSocketSimulator:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def check_request(self, request: Request) -> tuple[int, str] | None:
         """Decide whether to accept a handshake: None, or ``(status, body)`` to refuse it."""
@@ -161,16 +189,8 @@ class WebSocketSimulator:
         for ws in list(self.connections):
             ws.transport.abort()
 
-    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
-        """Wait until ``predicate()`` holds (checked whenever the simulator's state changes)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.05)
 
-
-class SocketIOSimulator:
+class SocketIOSimulator(_Simulator):
     """A Socket.IO server (python-socketio on aiohttp) on 127.0.0.1, free port.
 
     Subclasses register handlers on ``self.sio`` in ``setup`` (namespace ``self.namespace``).
@@ -182,14 +202,13 @@ class SocketIOSimulator:
         import socketio
         from aiohttp import web
 
+        super().__init__()
         self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
         self.app = web.Application()
         self.sio.attach(self.app)
-        self.port = 0
         self.connects = 0
         self.sids: set[str] = set()
         self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Event()
         self.setup()
 
     def setup(self) -> None:
@@ -199,10 +218,6 @@ class SocketIOSimulator:
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` (the client picks the WebSocket transport)."""
         return f"http://127.0.0.1:{self.port}"
-
-    def changed(self) -> None:
-        """Wake ``wait_until`` (call it when the simulator's state changes)."""
-        self._changed.set()
 
     async def start(self) -> None:
         """Listen on a free port."""
@@ -221,30 +236,10 @@ class SocketIOSimulator:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     async def disconnect_all(self) -> None:
         """Disconnect every client from the namespace (the client does not reconnect by itself)."""
         for sid in list(self.sids):
             await self.sio.disconnect(sid, namespace=self.namespace)
-
-    async def wait_until(self, predicate: Any, timeout: float = 5.0) -> None:
-        """Wait until ``predicate()`` holds."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), 0.05)
 
 
 @dataclass(frozen=True, slots=True)
