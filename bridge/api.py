@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -157,6 +157,16 @@ class Connection(Protocol):
 
         ``deliver_reply`` also hands the reply to ``parse`` (a snapshot), in order with other
         frames. No reply in time is a ``TransportFailure``.
+        """
+        ...
+
+    async def expect(
+        self, match: Callable[[Any], bool], *, timeout: float, what: str = "reply"
+    ) -> Any:
+        """Wait for the first incoming frame ``match`` accepts (e.g. an ``auth_success``).
+
+        For answers that carry no request id. The frame still goes to ``parse``. None in time is
+        a ``TransportFailure`` ("no <what> within <timeout> s").
         """
         ...
 

@@ -121,7 +121,7 @@ class InstanceContext:
                 self.logger.info("link%s connected again", where)
             elif previous is None or previous.state != "connected":
                 self.logger.info("link%s connected", where)
-        elif event.state in ("disconnected", "auth_failed"):
+        elif event.state in ("disconnected", "auth_failed", "fallback"):
             trouble = f"{event.state}: {event.error or 'no reason given'}"
             if self._trouble.get(event.account) != trouble:
                 self._trouble[event.account] = trouble

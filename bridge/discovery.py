@@ -48,7 +48,7 @@ class Discovery:
         relative = state_topic.removeprefix(f"{self.topics.base}/{event.provider}/")
         out = []
         for spec in info.entities:
-            if spec.kind != event.kind:
+            if spec.kind != event.kind or any(fields.get(k) != v for k, v in spec.match):
                 continue
             object_id = slug(f"{relative}_{spec.key}".replace("/", "_"))
             config = self._config(spec, event, info, fields, state_topic, link_topic)
@@ -80,7 +80,8 @@ class Discovery:
                 {
                     "topic": link_topic,
                     "value_template": (
-                        "{{ 'online' if value_json.state == 'connected' else 'offline' }}"
+                        "{{ 'online' if value_json.state in ('connected', 'fallback')"
+                        " else 'offline' }}"
                     ),
                     "payload_available": "online",
                     "payload_not_available": "offline",

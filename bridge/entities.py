@@ -24,6 +24,9 @@ class EntitySpec:
     unit: str | None = None
     icon: str | None = None
     entity_category: Literal["diagnostic", "config"] | None = None
+    match: tuple[tuple[str, str], ...] = ()
+    """Fields the event must have with these values for the entity to exist, e.g.
+    ``(("topic", "recovery"),)`` for one named account status only."""
 
 
 LINK = EntitySpec(

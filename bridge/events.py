@@ -200,7 +200,9 @@ class NotificationEvent(BaseEvent):
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
-LinkStateName = Literal["connecting", "connected", "auth_failed", "disconnected"]
+LinkStateName = Literal["connecting", "connected", "fallback", "auth_failed", "disconnected"]
+"""``fallback``: the live link is down (``error`` says why) but the data still flows, e.g. by
+HTTP polling; entities stay available, the link's own connectivity sensor is off."""
 
 
 class LinkStateEvent(BaseEvent):

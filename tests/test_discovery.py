@@ -49,7 +49,7 @@ async def test_discovery_configs(broker, recorder: MqttRecorder, daemon_config, 
                 },
                 {
                     "topic": "fin2mqtt/alpha/link",
-                    "value_template": "{{ 'online' if value_json.state == 'connected' else 'offline' }}",
+                    "value_template": "{{ 'online' if value_json.state in ('connected', 'fallback') else 'offline' }}",
                     "payload_available": "online",
                     "payload_not_available": "offline",
                 },
@@ -118,3 +118,34 @@ async def test_discovery_can_be_turned_off(broker, recorder: MqttRecorder, daemo
         await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction")
         await daemon.terminate()
     assert not [m for m in recorder.messages if m.topic.startswith("homeassistant/")]
+
+
+def test_an_entity_spec_can_be_limited_to_events_with_given_fields():
+    from datetime import UTC, datetime
+
+    from bridge.discovery import Discovery, ProviderInfo
+    from bridge.entities import EntitySpec
+    from bridge.events import AccountStatusEvent
+    from bridge.topics import TopicMap
+
+    pending = EntitySpec(
+        kind="account_status",
+        key="pending",
+        name="Recovery pending",
+        component="binary_sensor",
+        value_template="{{ value_json.status }}",
+        match=(("topic", "recovery"),),
+    )
+    topics = TopicMap("fin2mqtt")
+    discovery = Discovery("homeassistant", topics, "0.1.0")
+    discovery.register(ProviderInfo("ibex", "ibex", [pending]))
+
+    def status(topic: str) -> AccountStatusEvent:
+        now = datetime.now(UTC)
+        return AccountStatusEvent(
+            provider="ibex", account="main", id=topic, received_at=now, topic=topic, status="x"
+        )
+
+    assert discovery.configs(status("kyc"), "fin2mqtt/ibex/main/status/kyc", None) == []
+    [(topic, _)] = discovery.configs(status("recovery"), "fin2mqtt/ibex/main/status/recovery", None)
+    assert topic == "homeassistant/binary_sensor/fin2mqtt_ibex/main_status_recovery_pending/config"

@@ -346,3 +346,45 @@ async def test_close_while_connecting_does_not_leave_a_connection_behind(sim):
     await asyncio.sleep(0.05)
     assert not sim.connections  # the connection opened after close() was closed at once
     assert ("connected", None) not in hub.links()
+
+
+class HelloProvider(EchoProvider):
+    """Authenticates with a message whose answer carries no id (as IBEX FI does)."""
+
+    async def on_connect(self, conn: Connection) -> None:
+        await conn.send({"type": "hello"})
+        await conn.expect(lambda f: f.get("type") == "welcome", timeout=0.3, what="welcome")
+
+
+class HelloSimulator(EchoSimulator):
+    def __init__(self) -> None:
+        super().__init__()
+        self.welcome = True
+
+    async def session(self, ws) -> None:
+        await self.recv_json(ws)
+        await self.send_json(ws, {"type": "event", "n": 0})  # not what the hook waits for
+        if self.welcome:
+            await self.send_json(ws, {"type": "welcome"})
+        await ws.wait_closed()
+
+
+async def test_expect_waits_for_a_frame_without_id_and_the_frame_is_still_delivered():
+    async with HelloSimulator() as sim:
+        link, hub, _ = make_link(sim, HelloProvider("echo", EchoSettings()))
+        group, task = await run_link(link)
+        await until(lambda: ("connected", None) in hub.links())
+        await until(lambda: [e.name for e in hub.events if isinstance(e, RawEvent)] == ["other"])
+        assert hub.ids() == ["0"]
+        await stop_link(group, task, link)
+
+
+async def test_expect_without_the_frame_fails_the_connection_and_says_what_was_missing():
+    async with HelloSimulator() as sim:
+        sim.welcome = False
+        link, hub, _ = make_link(sim, HelloProvider("echo", EchoSettings()))
+        group, task = await run_link(link)
+        await until(lambda: sim.connects >= 2)
+        assert ("disconnected", "no welcome within 0.3 s") in hub.links()
+        assert ("connected", None) not in hub.links()
+        await stop_link(group, task, link)

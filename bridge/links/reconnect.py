@@ -68,6 +68,8 @@ class Reconnector:
         self.attempts = 0
         self.closing = asyncio.Event()
         self._connected_at: float | None = None
+        self.last_failure: LinkFailure | None = None
+        """What ended the last session (None while none has ended yet)."""
 
     def connected(self) -> None:
         """A session calls this once it is fully up (authenticated, subscribed)."""
@@ -90,6 +92,7 @@ class Reconnector:
                 failure = mapped
             if self.closing.is_set():
                 return
+            self.last_failure = failure
             delay = self._delay(failure)
             state: LinkStateName = (
                 "auth_failed" if isinstance(failure, AuthFailure) else "disconnected"

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from bridge.api import Connection, Link, Provider, ProviderContext
+from bridge.errors import TransportFailure
 from bridge.links.reconnect import Reconnector, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,39 @@ async def process_forever(queue: asyncio.Queue[T], handle: Callable[[T], None]) 
             if queue.empty():
                 break
             handle(queue.get_nowait())
+
+
+class Waiters:
+    """Frames a connection's hooks wait for (``Connection.expect``); offered every frame."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Callable[[Any], bool], asyncio.Future[Any]]] = []
+
+    async def expect(self, match: Callable[[Any], bool], timeout: float, what: str) -> Any:
+        """The first frame ``match`` accepts from now on; TransportFailure after ``timeout``."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = (match, future)
+        self._waiting.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TransportFailure(f"no {what} within {timeout:g} s") from None
+        finally:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+
+    def offer(self, frame: Any) -> None:
+        """Resolve the waiters ``frame`` matches (the frame is delivered as usual too)."""
+        for match, future in list(self._waiting):
+            if not future.done() and match(frame):
+                future.set_result(frame)
+
+    def fail(self, reason: str) -> None:
+        """The connection is gone: every waiter fails."""
+        for _, future in self._waiting:
+            if not future.done():
+                future.set_exception(TransportFailure(reason))
+        self._waiting.clear()
 
 
 class OpenConnection(Connection, Protocol):

@@ -19,7 +19,7 @@ from pydantic import JsonValue
 from bridge.api import Provider, ProviderContext
 from bridge.errors import AuthFailure, TransportFailure
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink, process_forever
+from bridge.links.session import SessionLink, Waiters, process_forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,12 @@ class SocketIOConnection:
     """One connected client as the provider's hooks see it."""
 
     def __init__(
-        self, client: socketio.AsyncClient, namespace: str, account: str | None, timeout: float
+        self,
+        client: socketio.AsyncClient,
+        namespace: str,
+        account: str | None,
+        timeout: float,
+        waiters: Waiters,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -56,6 +61,7 @@ class SocketIOConnection:
         self.timeout = timeout
         self.data: dict[str, Any] = {}
         self.ready = False
+        self.waiters = waiters
 
     async def emit(self, event: str, data: JsonValue = None) -> None:
         """Emit one event on the link's namespace."""
@@ -66,6 +72,12 @@ class SocketIOConnection:
         if not isinstance(message, dict) or not isinstance(message.get("event"), str):
             raise ValueError('a Socket.IO message is {"event": name, "data": payload}')
         await self.emit(str(message["event"]), message.get("data"))
+
+    async def expect(
+        self, match: Callable[[Any], bool], *, timeout: float, what: str = "reply"
+    ) -> Any:
+        """The first incoming ``{"event", "data"}`` ``match`` accepts (still delivered)."""
+        return await self.waiters.expect(match, timeout, what)
 
     async def request(
         self,
@@ -120,9 +132,13 @@ class SocketIOLink(SessionLink):
         ended = asyncio.Event()
         refused: list[Any] = []
 
+        waiters = Waiters()
+
         async def on_event(event: str, *args: Any) -> None:
             data = args[0] if len(args) == 1 else list(args)
-            await queue.put({"event": event, "data": data})
+            frame = {"event": event, "data": data}
+            waiters.offer(frame)
+            await queue.put(frame)
 
         def on_connect_error(*data: Any) -> None:
             refused.append(data[0] if data else None)
@@ -151,7 +167,7 @@ class SocketIOLink(SessionLink):
         if self.reconnector.closing.is_set():  # close() came while we were connecting
             await client.disconnect()
             return
-        conn = SocketIOConnection(client, ns, self.account, self.options.request_timeout)
+        conn = SocketIOConnection(client, ns, self.account, self.options.request_timeout, waiters)
         self._conn = conn
         try:
             async with asyncio.TaskGroup() as tg:
@@ -163,6 +179,7 @@ class SocketIOLink(SessionLink):
         finally:
             while not queue.empty():
                 self.ctx.deliver(queue.get_nowait())
+            waiters.fail("connection closed")
             self._conn = None
             if client.connected:
                 await client.disconnect()

@@ -33,7 +33,7 @@ from bridge.errors import (
     UpstreamConfigFailure,
 )
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink, process_forever
+from bridge.links.session import SessionLink, Waiters, process_forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,7 @@ class WebSocketConnection:
         self._ids = ids
         self._queue = queue
         self._pending: dict[str, tuple[asyncio.Future[Any], bool]] = {}
+        self.waiters = Waiters()
 
     async def send(self, message: JsonValue) -> None:
         """Send one JSON message."""
@@ -152,6 +153,12 @@ class WebSocketConnection:
         finally:
             self._pending.pop(rid, None)
 
+    async def expect(
+        self, match: Callable[[Any], bool], *, timeout: float, what: str = "reply"
+    ) -> Any:
+        """The first incoming frame ``match`` accepts (it is still delivered to ``parse``)."""
+        return await self.waiters.expect(match, timeout, what)
+
     def settle(self, frame: Any) -> bool:
         """If ``frame`` answers a pending request, resolve it; True when it did."""
         if not isinstance(frame, dict) or not self._pending:
@@ -171,6 +178,7 @@ class WebSocketConnection:
 
     def fail_pending(self, reason: str) -> None:
         """The socket is gone: every waiting request fails."""
+        self.waiters.fail(reason)
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(TransportFailure(reason))
@@ -258,6 +266,7 @@ class WebSocketLink(SessionLink):
                 frame = decode(await conn.ws.recv())
                 if conn.settle(frame):
                     continue
+                conn.waiters.offer(frame)
                 control(frame)
                 await queue.put((conn.generation, frame))
         except ConnectionClosed as exc:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -117,6 +118,11 @@ class WebSocketSimulator(_Simulator):
             await self._server.wait_closed()
             self._server = None
 
+    def http_request(self, request: Request) -> Response | None:
+        """Answer a plain HTTP request (an upstream's REST endpoints on the same host), or None
+        to treat it as a WebSocket handshake. See ``json_response``."""
+        return None
+
     def check_request(self, request: Request) -> tuple[int, str] | None:
         """Decide whether to accept a handshake: None, or ``(status, body)`` to refuse it."""
         return None
@@ -126,6 +132,11 @@ class WebSocketSimulator(_Simulator):
         await ws.wait_closed()
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            answer = self.http_request(request)
+            if answer is not None:
+                self._changed.set()
+                return answer
         self.attempts += 1
         self._changed.set()
         refusal = self.check_request(request)
@@ -240,6 +251,21 @@ class SocketIOSimulator(_Simulator):
         """Disconnect every client from the namespace (the client does not reconnect by itself)."""
         for sid in list(self.sids):
             await self.sio.disconnect(sid, namespace=self.namespace)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    """An HTTP response with a JSON body, closing the connection (websockets serves one request
+    per connection)."""
+    payload = json.dumps(body).encode()
+    fields = Headers(
+        {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(payload)),
+            "Connection": "close",
+            **(headers or {}),
+        }
+    )
+    return Response(status, HTTPStatus(status).phrase, fields, payload)
 
 
 @dataclass(frozen=True, slots=True)

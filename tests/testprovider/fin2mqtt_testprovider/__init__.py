@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -150,6 +150,12 @@ class TickLink(Link):
     ) -> Any:
         """Every request succeeds."""
         return {"status": 200}
+
+    async def expect(
+        self, match: Callable[[Any], bool], *, timeout: float, what: str = "reply"
+    ) -> Any:
+        """Nothing is ever awaited from this upstream."""
+        raise NotImplementedError("the scripted upstream sends no replies")
 
     async def run(self) -> None:
         """Connect, snapshot, tick."""
