@@ -96,33 +96,37 @@ class Fallback:
 
     async def _poll_when_needed(self, http: HttpClient) -> None:
         while True:
-            await self.feed.wait(lambda: not self.feed.connected)
+            await self.feed.wait(self._pollable)
             if not await self._websocket_given_up():
                 continue
             self.feed.polling_started(self.settings.poll_interval)
             try:
                 async with asyncio.TaskGroup() as tg:
                     poller = tg.create_task(self._poll_forever(http), name="ibex-poll-loop")
-                    await self.feed.wait(lambda: self.feed.connected)
+                    await self.feed.wait(lambda: not self._pollable())
                     poller.cancel()
             finally:
                 self.feed.polling_stopped()
 
+    def _pollable(self) -> bool:
+        """The WebSocket is down for a reason HTTP does not share (not the token's fault)."""
+        return not self.feed.connected and self.feed.ws_state != "auth_failed"
+
+    def _refused(self) -> bool:
+        """The server will not take the WebSocket for a while (duplicate session, config)."""
+        failure = self.reconnector.last_failure
+        return self._pollable() and isinstance(failure, DoNotReconnect | UpstreamConfigFailure)
+
     async def _websocket_given_up(self) -> bool:
-        """Wait until the WebSocket was refused, or down for ``fallback_after``; False if it
-        came back first."""
+        """Wait until the WebSocket was refused, or down for ``fallback_after``; False when it
+        came back first or the token is the trouble (HTTP would be refused as well)."""
         feed = self.feed
-
-        def refused() -> bool:
-            failure = self.reconnector.last_failure
-            return feed.ws_state == "auth_failed" or (
-                not feed.connected
-                and isinstance(failure, AuthFailure | DoNotReconnect | UpstreamConfigFailure)
-            )
-
         deadline = feed.down_since + self.settings.fallback_after
-        await feed.wait(lambda: feed.connected or refused(), max(0.0, deadline - time.monotonic()))
-        return not feed.connected
+        await feed.wait(
+            lambda: not self._pollable() or self._refused(),
+            max(0.0, deadline - time.monotonic()),
+        )
+        return self._pollable()
 
     async def _poll_forever(self, http: HttpClient) -> None:
         s = self.settings

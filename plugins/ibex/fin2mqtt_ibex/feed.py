@@ -32,6 +32,8 @@ class FeedContext:
         self.connections = 0
         """Times the WebSocket reached ``connected``."""
         self.polling = False
+        self.poll_ok = False
+        """True once a poll worked (and until one fails)."""
         self.poll_error: str | None = None
         self.poll_interval = 0.0
         self._changed = asyncio.Event()
@@ -88,7 +90,8 @@ class FeedContext:
 
     def polling_started(self, interval: float) -> None:
         """The poller took over."""
-        self.polling, self.poll_error, self.poll_interval = True, None, interval
+        self.polling, self.poll_ok, self.poll_error = True, False, None
+        self.poll_interval = interval
         self._ctx.logger.warning(
             "WebSocket unavailable (%s): polling over HTTP every %g s",
             self.trouble or self.ws_state,
@@ -98,15 +101,18 @@ class FeedContext:
 
     def poll_result(self, error: str | None) -> None:
         """The outcome of the last poll (None: it worked)."""
-        if error != self.poll_error:
-            self.poll_error = error
+        if error != self.poll_error or self.poll_ok != (error is None):
+            self.poll_error, self.poll_ok = error, error is None
             self._publish()
 
     def polling_stopped(self) -> None:
-        """The WebSocket is back (or the link is closing)."""
+        """The WebSocket is back, or the token is refused (HTTP would be too), or closing."""
         if self.polling:
-            self.polling, self.poll_error = False, None
-            self._ctx.logger.info("HTTP polling stopped: the WebSocket is back")
+            self.polling, self.poll_ok, self.poll_error = False, False, None
+            if self.connected:
+                self._ctx.logger.info("HTTP polling stopped: the WebSocket is back")
+            else:
+                self._ctx.logger.warning("HTTP polling stopped: %s", self.ws_error or self.ws_state)
             self._publish()
 
     async def wait(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -127,13 +133,13 @@ class FeedContext:
         self._changed.set()
         if self.ws_state == "connected":
             self._ctx.set_link_state("connected")
-        elif self.polling and self.poll_error is None:
+        elif self.polling and self.poll_ok:
             self._ctx.set_link_state(
                 "fallback",
                 error=f"{self.trouble or 'WebSocket down'}; "
                 f"polling over HTTP every {self.poll_interval:g} s",
             )
-        elif self.polling:
+        elif self.polling and self.poll_error is not None:
             self._ctx.set_link_state(
                 self.ws_state,
                 error=f"{self.ws_error or self.trouble}; HTTP fallback failing: {self.poll_error}",

@@ -220,7 +220,7 @@ class _Parser:
         details: dict[str, JsonValue] = {}
         text = str(value)
         if base_units and text.isdigit():
-            total = Decimal(text).scaleb(-self.n.default_decimals)
+            total = _plain(Decimal(text).scaleb(-self.n.default_decimals))
             details = {"raw_balance": text, "decimals": self.n.default_decimals}
         else:
             total = _amount(text, "balance")
@@ -425,6 +425,12 @@ def _transaction_list(body: Any) -> list[Any]:
             if isinstance(inner, dict):
                 return _transaction_list(inner)
     raise ValueError("transactions response without a transaction list")
+
+
+def _plain(amount: Decimal) -> Decimal:
+    """Without the trailing zeros base units leave (``150.250000000000000000`` → ``150.25``)."""
+    normal = amount.normalize()
+    return normal.quantize(Decimal(1)) if normal == normal.to_integral() else normal
 
 
 def _same_token(pending: Any, symbol: str) -> bool:
