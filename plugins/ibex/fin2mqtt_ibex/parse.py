@@ -201,7 +201,9 @@ class _Parser:
             **self._common(account),
         )
 
-    def balances(self, address: Any, value: Any, *, base_units: bool) -> list[AnyEvent]:
+    def balances(
+        self, address: Any, value: Any, *, base_units: bool, chain: Any = None
+    ) -> list[AnyEvent]:
         """A balance in any of its shapes: a string, ``{tokens}``, ``{address, balance}``,
         ``{timestamp, balance: {…}}``. An integer string in an update is in base units."""
         when = self.when
@@ -211,7 +213,7 @@ class _Parser:
             value = value["balance"]
         if isinstance(value, dict) and isinstance(value.get("tokens"), list):
             pending = value.get("pending") or []
-            chain = value.get("blockchainId")
+            chain = value.get("blockchainId", chain)
             entries = [(chain, {**t, "pending": pending}) for t in value["tokens"]]
             return [self.token_snapshot(address, entries)]
         if not isinstance(value, str | int):
@@ -313,7 +315,8 @@ def _user_data(p: _Parser, data: dict[str, Any]) -> list[AnyEvent]:
 
 
 def _balance_data(p: _Parser, data: dict[str, Any]) -> list[AnyEvent]:
-    return p.balances(data.get("safeAddress"), data.get("balance"), base_units=False)
+    address, chain = data.get("safeAddress"), data.get("blockchainId")
+    return p.balances(address, data.get("balance"), base_units=False, chain=chain)
 
 
 def _balance_update(p: _Parser, data: dict[str, Any]) -> list[AnyEvent]:
