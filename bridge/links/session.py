@@ -54,6 +54,8 @@ class Waiters:
 
     def offer(self, frame: Any) -> None:
         """Resolve the waiters ``frame`` matches (the frame is delivered as usual too)."""
+        if not self._waiting:
+            return
         for match, future in list(self._waiting):
             if not future.done() and match(frame):
                 future.set_result(frame)
