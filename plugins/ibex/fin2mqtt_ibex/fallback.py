@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -147,13 +147,11 @@ class Fallback:
     async def _poll_once(self, http: HttpClient) -> None:
         self.polls += 1
         balances = await self._read(http, BALANCES, parse_balances_response)
-        transactions = await self._read(
-            http,
-            TRANSACTIONS,
-            parse_transactions_response,
-            {"limit": self.settings.transactions_limit, "offset": 0},
-        )
-        self.feed.emit([*balances, *transactions])
+        self.feed.emit([*balances, *await self._transactions(http)])
+
+    async def _transactions(self, http: HttpClient) -> list[AnyEvent]:
+        params: dict[str, str | int] = {"limit": self.settings.transactions_limit, "offset": 0}
+        return await self._read(http, TRANSACTIONS, parse_transactions_response, params)
 
     # --- reconciling and user re-reads -------------------------------------------------------
 
@@ -164,9 +162,8 @@ class Fallback:
             first = seen == 0
             seen = self.feed.connections
             if not first:
-                await self._quietly(
-                    http, "reconciling transactions after a reconnect", TRANSACTIONS
-                )
+                what = "reconciling transactions after a reconnect"
+                await self._quietly(what, self._transactions(http))
 
     def _connected_since(self, seen: int) -> bool:
         return self.feed.connections > seen
@@ -175,14 +172,13 @@ class Fallback:
         while True:
             await self.user_changed.wait()
             self.user_changed.clear()
-            await self._quietly(http, "re-reading the user after an update signal", USER)
+            what = "re-reading the user after an update signal"
+            await self._quietly(what, self._read(http, USER, parse_user))
 
-    async def _quietly(self, http: HttpClient, what: str, path: str) -> None:
+    async def _quietly(self, what: str, read: Awaitable[list[AnyEvent]]) -> None:
         """One read whose failure is logged, not fatal (the next signal or poll repairs it)."""
-        parser: Parser = parse_user if path == USER else parse_transactions_response
-        params: dict[str, str | int] = {"limit": self.settings.transactions_limit, "offset": 0}
         try:
-            self.feed.emit(await self._read(http, path, parser, None if path == USER else params))
+            self.feed.emit(await read)
         except LinkFailure as exc:
             self.feed.logger.warning("%s failed: %s", what, exc)
 

@@ -72,6 +72,12 @@ def link_of(recorder: MqttRecorder) -> list[tuple[str, str | None]]:
     return [(m.json()["state"], m.json()["error"]) for m in recorder.on(f"{BASE}/link")]
 
 
+def last_link(recorder: MqttRecorder) -> tuple[str, str | None]:
+    """The last published link state (state, error); ("", None) before the first."""
+    states = link_of(recorder)
+    return states[-1] if states else ("", None)
+
+
 async def test_burst_becomes_retained_balances_and_statuses(
     broker, recorder, daemon_config, sim, tmp_path
 ):
@@ -186,16 +192,14 @@ async def test_expired_token_is_never_sent_and_a_replaced_file_is_used_without_r
             what="auth_failed",
             timeout=3,
         )
-        state, error = link_of(recorder)[-1]
+        state, error = last_link(recorder)
         assert state == "auth_failed"
         assert error.startswith("the token expired at ")
         assert f"(file {path}; waiting for a fresh token)" in error
         await asyncio.sleep(0.5)
         assert (v12.attempts, v12.http_log) == (0, [])  # nothing was tried with it
         path.write_text(v12.mint() + "\n")
-        await recorder.wait_for(
-            lambda ms: link_of(recorder)[-1][0] == "connected", what="connected"
-        )
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "connected", what="connected")
         await recorder.wait_topic(f"{MAIN}/balance/eure")
         assert v12.connects == 1
         assert daemon.running
@@ -212,13 +216,13 @@ async def test_token_expiring_while_connected_reconnects_with_the_replaced_file(
         await recorder.wait_topic(f"{MAIN}/transaction")
         await v12.wait_until(lambda: "TOKEN_EXPIRED" in v12.auth_failures, timeout=8)
         await recorder.wait_for(
-            lambda ms: link_of(recorder)[-1][0] == "auth_failed", what="auth_failed"
+            lambda ms: last_link(recorder)[0] == "auth_failed", what="auth_failed"
         )
         assert v12.connects == 1
         path.write_text(v12.mint() + "\n")
         await v12.wait_until(lambda: v12.sessions, timeout=5)
         await recorder.wait_for(
-            lambda ms: link_of(recorder)[-1][0] == "connected", what="connected again"
+            lambda ms: last_link(recorder)[0] == "connected", what="connected again"
         )
         assert v12.connects == 2
         # the second burst replayed the transactions: still published once each
@@ -239,13 +243,13 @@ async def test_already_connected_is_reported_and_not_retried_in_a_loop(
         async with DaemonProcess(config, tmp_path / "d") as daemon:
             await daemon.wait_ready()
             await recorder.wait_for(
-                lambda ms: link_of(recorder) and link_of(recorder)[-1][0] == "fallback",
+                lambda ms: last_link(recorder)[0] == "fallback",
                 what="fallback",
             )
             await asyncio.sleep(1.5)
             assert v12.attempts == 2  # the squatter and us, once: no reconnect storm
             assert v12.auth_failures == ["ALREADY_CONNECTED"]
-            state, error = link_of(recorder)[-1]
+            state, error = last_link(recorder)
             assert state == "fallback"
             assert error == (
                 "ALREADY_CONNECTED: another client holds this user's only WebSocket "
@@ -267,10 +271,10 @@ async def test_close_4003_holds_off_instead_of_reconnecting(
         await v12.wait_until(lambda: v12.sessions)
         await recorder.wait_topic(f"{MAIN}/transaction")
         await v12.close_all(4003, "Duplicate session")
-        await recorder.wait_for(lambda ms: link_of(recorder)[-1][0] == "fallback", what="fallback")
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "fallback", what="fallback")
         await asyncio.sleep(1.0)
         assert v12.attempts == 1
-        assert link_of(recorder)[-1] == (
+        assert last_link(recorder) == (
             "fallback",
             "closed by server: 4003 Duplicate session; polling over HTTP every 0.12 s",
         )
@@ -285,8 +289,8 @@ async def test_websocket_down_polls_within_the_limits_then_stops_when_it_is_back
     async with DaemonProcess(config, tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_topic(f"{MAIN}/balance/eure")
-        await recorder.wait_for(lambda ms: link_of(recorder)[-1][0] == "fallback", what="fallback")
-        assert link_of(recorder)[-1] == (
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "fallback", what="fallback")
+        assert last_link(recorder) == (
             "fallback",
             "handshake refused: HTTP 503; polling over HTTP every 0.12 s",
         )
@@ -308,9 +312,7 @@ async def test_websocket_down_polls_within_the_limits_then_stops_when_it_is_back
         assert len(recorder.on(f"{MAIN}/transaction")) == 1
         # the WebSocket comes back: connected, and polling stops
         v12.reject_status = None
-        await recorder.wait_for(
-            lambda ms: link_of(recorder)[-1][0] == "connected", what="connected"
-        )
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "connected", what="connected")
         back = time.monotonic()
         await asyncio.sleep(1.0)
         late = [path for t, path, _ in v12.http_log if t > back + 0.1]
@@ -328,21 +330,17 @@ async def test_http_errors_back_off_and_show_on_the_link(
     async with DaemonProcess(config, tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_for(
-            lambda ms: (
-                "HTTP fallback failing" in (link_of(recorder)[-1][1] or "")
-                if link_of(recorder)
-                else False
-            ),
+            lambda ms: "HTTP fallback failing" in (last_link(recorder)[1] or ""),
             what="fallback failing",
         )
-        state, error = link_of(recorder)[-1]
+        state, error = last_link(recorder)
         assert state in ("connecting", "disconnected")  # the WebSocket keeps retrying
         assert error == (
             "handshake refused: HTTP 503; HTTP fallback failing: "
             "GET /v1.2/users/me/balances failed 3 times: HTTP 500"
         )
         v12.http_fail = None
-        await recorder.wait_for(lambda ms: link_of(recorder)[-1][0] == "fallback", what="fallback")
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "fallback", what="fallback")
         await recorder.wait_topic(f"{MAIN}/balance/eure")
         await daemon.terminate()
 
@@ -363,4 +361,26 @@ async def test_reconnect_reconciles_transactions_and_publishes_none_twice(
         await asyncio.sleep(0.3)
         assert [m.json()["amount"] for m in recorder.on(f"{MAIN}/transaction")] == ["100.00", "3.5"]
         assert len(recorder.on(f"{SAVINGS}/transaction")) == 1
+        await daemon.terminate()
+
+
+async def test_http_401_rereads_the_token_file(broker, recorder, daemon_config, v12, tmp_path):
+    v12.reject_status = 503
+    path = token_file(tmp_path, v12.mint())
+    async with DaemonProcess(daemon_config(providers(v12, path)), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "fallback", what="fallback")
+        v12.secret = "a-new-signing-key-the-old-token-fails-0123456789"  # the old token is revoked
+        await recorder.wait_for(
+            lambda ms: "HTTP 401" in (last_link(recorder)[1] or ""), what="401 on the link"
+        )
+        assert last_link(recorder)[1].endswith(
+            "HTTP fallback failing: GET /v1.2/users/me/balances: HTTP 401"
+        )
+        path.write_text(v12.mint() + "\n")  # signed with the new key
+        await recorder.wait_for(
+            lambda ms: last_link(recorder)[0] == "fallback", what="fallback again"
+        )
+        ok = [p for _, p, status in v12.http_log if status == 200]
+        await v12.wait_until(lambda: len([s for _, _, s in v12.http_log if s == 200]) > len(ok))
         await daemon.terminate()
