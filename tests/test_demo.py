@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -12,6 +13,7 @@ async def start_demo(*args: str):
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bridge", "demo", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, like a shell job
     )  # fmt: skip
 
 
@@ -36,12 +38,13 @@ async def test_demo_shows_messages_and_stops_on_ctrl_c():
         assert " E example/main/trade  status=filled" in head
         assert "example/market/btc-usd/price  market=BTC-USD price=" in head
         began = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
         rest, _ = await asyncio.wait_for(proc.communicate(), 10)
         assert proc.returncode == 0
         assert time.monotonic() - began < 5
         assert "bridge/state  state=offline" in rest.decode()
         assert "stopped (" in rest.decode()
+        assert "unreachable" not in rest.decode()  # the embedded broker outlived the daemon
     finally:
         if proc.returncode is None:
             proc.kill()

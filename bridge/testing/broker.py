@@ -66,8 +66,14 @@ class Broker(ABC):
         """Start the broker and wait until it accepts connections."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        # its own session: Ctrl-C in a terminal (SIGINT to the foreground group) must not stop
+        # the broker before the daemon publishes its last messages; ``stop`` ends it
         self._proc = subprocess.Popen(
-            self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            self._command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         log.close()
         _wait_listening(self.port, self._proc, self.log_path, timeout)
