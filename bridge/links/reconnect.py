@@ -9,8 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from bridge.api import LinkStateName, ProviderContext
 from bridge.backoff import Backoff
+from bridge.config import SecretFileModel
 from bridge.errors import (
     AuthFailure,
     DoNotReconnect,
@@ -36,6 +39,27 @@ class RetryPolicy:
     """After the upstream rejected our settings."""
     hold_off: float = 600.0
     """After a "do not reconnect" answer such as a duplicate session."""
+
+
+class RetrySettings(SecretFileModel):
+    """The retry keys every plugin's settings share; embed it, then ``retry_policy()``."""
+
+    retry_min: float = Field(default=1.0, gt=0)
+    """First reconnect delay, seconds (doubling, jittered)."""
+    retry_max: float = Field(default=30.0, gt=0)
+    """Longest reconnect delay, seconds."""
+    auth_retry: float = Field(default=300.0, gt=0)
+    """Seconds between attempts after the credentials were refused."""
+
+    def retry_policy(self, **overrides: float) -> RetryPolicy:
+        """The ``RetryPolicy`` these settings describe (``overrides`` for the other fields)."""
+        values = {
+            "backoff_min": self.retry_min,
+            "backoff_max": self.retry_max,
+            "auth_retry": self.auth_retry,
+            **overrides,
+        }
+        return RetryPolicy(**values)
 
 
 def as_failure(exc: BaseException) -> LinkFailure | None:

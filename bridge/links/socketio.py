@@ -131,7 +131,6 @@ class SocketIOLink(SessionLink):
         queue: asyncio.Queue[Any] = asyncio.Queue(self.options.queue_size)
         ended = asyncio.Event()
         refused: list[Any] = []
-
         waiters = Waiters()
 
         async def on_event(event: str, *args: Any) -> None:

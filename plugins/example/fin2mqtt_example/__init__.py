@@ -36,11 +36,11 @@ from bridge.api import (
     stable_id,
 )
 from bridge.entities import MARKET_PRICE
-from bridge.links.reconnect import RetryPolicy
+from bridge.links.reconnect import RetrySettings
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 
 
-class ExampleSettings(ProviderSettings):
+class ExampleSettings(RetrySettings, ProviderSettings):
     """Settings of one example instance."""
 
     url: str = "wss://stream.example.invalid/ws"
@@ -48,8 +48,6 @@ class ExampleSettings(ProviderSettings):
     account: str = "main"
     """Alias of the account in topics."""
     symbols: list[str] = Field(default_factory=lambda: ["BTC-USD"])
-    retry_min: float = 1.0
-    retry_max: float = 30.0
 
 
 class ExampleProvider(Provider[ExampleSettings]):
@@ -66,8 +64,8 @@ class ExampleProvider(Provider[ExampleSettings]):
         async def endpoint() -> Endpoint:
             return Endpoint(s.url, {"Authorization": f"Bearer {s.api_key.get_secret_value()}"})
 
-        retry = RetryPolicy(backoff_min=s.retry_min, backoff_max=s.retry_max)
-        return WebSocketLink(ctx, self, endpoint, options=WebSocketOptions(retry=retry))
+        options = WebSocketOptions(retry=s.retry_policy())
+        return WebSocketLink(ctx, self, endpoint, options=options)
 
     async def on_connect(self, conn: Connection) -> None:
         """Subscribe; the reply (the wallet snapshot) goes to ``parse``."""

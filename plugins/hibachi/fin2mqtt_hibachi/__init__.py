@@ -27,7 +27,7 @@ from bridge.api import (
     UpstreamConfigFailure,
 )
 from bridge.links.group import LinkGroup
-from bridge.links.reconnect import RetryPolicy
+from bridge.links.reconnect import RetrySettings
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from fin2mqtt_hibachi.parse import parse_frame
 
@@ -40,7 +40,7 @@ class HibachiAccount(ProviderSettings):
     """Name in topics (default: the account id)."""
 
 
-class HibachiSettings(ProviderSettings):
+class HibachiSettings(RetrySettings, ProviderSettings):
     """One Hibachi API key and the accounts it streams (one WebSocket each)."""
 
     api_key: SecretStr
@@ -49,10 +49,6 @@ class HibachiSettings(ProviderSettings):
     ping_interval: float = Field(default=3.0, gt=0, lt=10)
     """Seconds between ``stream.ping``s; the listen key dies 10 s after the last one."""
     request_timeout: float = Field(default=2.0, gt=0)
-    retry_min: float = Field(default=1.0, gt=0)
-    retry_max: float = Field(default=30.0, gt=0)
-    auth_retry: float = Field(default=300.0, gt=0)
-    """Seconds between attempts after the key was refused."""
 
     @field_validator("base_url")
     @classmethod
@@ -91,9 +87,7 @@ class HibachiProvider(Provider[HibachiSettings]):
         """One WebSocket per account, run together."""
         s = self.settings
         options = WebSocketOptions(
-            retry=RetryPolicy(
-                backoff_min=s.retry_min, backoff_max=s.retry_max, auth_retry=s.auth_retry
-            ),
+            retry=s.retry_policy(),
             request_timeout=s.request_timeout,
         )
         links: list[Link] = []

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from bridge.api import AuthFailure, Link, ProviderContext
 from bridge.http import RateLimiter
-from bridge.links.reconnect import RetryPolicy
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.tokens import renew_when_due
 from fin2mqtt_ibex.auth import TokenGate
@@ -35,13 +34,8 @@ class IbexLink(Link):
         self.feed = FeedContext(ctx)
         self.source = s.source()
         options = WebSocketOptions(
-            retry=RetryPolicy(
-                backoff_min=s.retry_min,
-                backoff_max=s.retry_max,
-                # the token gate decides when a refused token may be tried again
-                auth_retry=s.retry_min,
-                hold_off=s.duplicate_retry,
-            ),
+            # the token gate decides when a refused token may be tried again
+            retry=s.retry_policy(auth_retry=s.retry_min, hold_off=s.duplicate_retry),
         )
         self.websocket = WebSocketLink(
             self.feed, provider, self._endpoint, options=options, renew=self._renew

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from bridge.api import ProviderSettings
+from bridge.links.reconnect import RetrySettings
 from bridge.tokens import TokenSettings
 from fin2mqtt_ibex.auth import rp_id_of, token_problem
 
@@ -33,7 +34,7 @@ class Safe(ProviderSettings):
         return value.lower()
 
 
-class IbexSettings(TokenSettings, ProviderSettings):
+class IbexSettings(TokenSettings, RetrySettings, ProviderSettings):
     """One IBEX FI user: the JWT (``token``, ``token_file`` or ``token_command``) and the API."""
 
     api_url: str = "https://api.ibex.fi"
@@ -63,8 +64,6 @@ class IbexSettings(TokenSettings, ProviderSettings):
     """Seconds to wait for ``auth_success`` after sending the token."""
     token_poll: float = Field(default=10.0, gt=0)
     """Seconds between looks for a fresh token while the current one is expired."""
-    retry_min: float = Field(default=1.0, gt=0)
-    retry_max: float = Field(default=30.0, gt=0)
     auth_retry: float = Field(default=60.0, gt=0)
     """Seconds before trying again after the server refused the token."""
     duplicate_retry: float = Field(default=900.0, gt=0)
