@@ -116,7 +116,7 @@ def table(r: dict[str, Any], qos1: dict[str, Any], qos0: dict[str, Any]) -> str:
         ("start to READY (5 providers) / SIGTERM to exit",
          f"{r['ready_s']} s / {r['stop_s']} s", "READY <= 1 s"),
         ("broker restarted -> retained state back", f"{r['broker_recovery_s']} s", "<= 2 s"),
-        ("upstream dropped -> snapshot republished", f"{r['upstream_recovery_s']} s", ""),
+        ("upstream dropped -> link connected again", f"{r['upstream_recovery_s']} s", ""),
         ("publisher alone vs aiomqtt awaiting / 50 in flight", pub, ""),
         ("WebSocket link -> hub vs bare recv + json.loads", f"{r['link_vs_plain']}x", ""),
     ]  # fmt: skip

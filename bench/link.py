@@ -15,7 +15,6 @@ from websockets.asyncio.server import ServerConnection
 from bench.stats import summary
 from bridge.api import AnyEvent, Link, Provider, ProviderContext, ProviderSettings, TransactionEvent
 from bridge.context import InstanceContext
-from bridge.dedup import SeenIds
 from bridge.hub import Hub
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.outbox import Outbox
@@ -81,7 +80,7 @@ async def plain(url: str, n: int) -> float:
 async def through_link(url: str, n: int) -> float:
     """The WebSocket link delivering into the real hub and outbox."""
     outbox = Outbox(n + 10)
-    hub = Hub(TopicMap("b"), outbox, SeenIds(None), None, 1)
+    hub = Hub(TopicMap("b"), outbox, None, 1)
     provider = BenchProvider("b", ProviderSettings())
     ctx = InstanceContext(provider, hub)
 

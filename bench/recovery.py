@@ -30,16 +30,24 @@ async def run(workdir: Path, broker: Broker) -> dict[str, float]:
                 await asyncio.sleep(0.01)
             broker_s = time.monotonic() - back
 
-            topic = f"fin2mqtt/hib/{ACCOUNT}/balance/usdt"
+            # The snapshot after a reconnect repeats unchanged state, which is not republished:
+            # the link topic going back to "connected" is what a subscriber sees.
+            topic = f"fin2mqtt/hib/{ACCOUNT}/link"
             async with MqttRecorder(broker.host, broker.port, (topic,)) as rec:
                 await rec.wait_topic(topic)  # the retained one
                 starts = sim.starts
                 sim.drop_all()
                 dropped = time.monotonic()
-                await rec.wait_topic(topic, 2, timeout=30)
+                await rec.wait_for(
+                    lambda ms: [m.json()["state"] for m in ms if m.topic == topic][-1:]
+                    == ["connected"]
+                    and len([m for m in ms if m.topic == topic]) > 1,
+                    timeout=30,
+                    what="the link connected again",
+                )
                 upstream_s = time.monotonic() - dropped
                 assert sim.starts == starts + 1
             await daemon.terminate(30)
     print(f"broker restarted -> all {len(expected)} retained topics back: {broker_s:.3f} s")
-    print(f"upstream dropped -> reconnected and snapshot republished:   {upstream_s:.3f} s")
+    print(f"upstream dropped -> reconnected, snapshot taken:          {upstream_s:.3f} s")
     return {"broker_recovery_s": round(broker_s, 3), "upstream_recovery_s": round(upstream_s, 3)}

@@ -82,6 +82,11 @@ class MqttSettings(SecretFileModel):
     """QoS of events (transactions, orders, …); retained state always uses QoS 1."""
     outbox_size: int = Field(default=100_000, ge=100)
     """Events kept while the broker is unreachable; past this the oldest are dropped, counted."""
+    outbox_bytes: int = Field(default=64 * 2**20, ge=65_536)
+    """Payload bytes kept while the broker is unreachable; past this the oldest are dropped."""
+    cleanup_delay: float = Field(default=30.0, ge=0)
+    """Seconds a link must be up before the retained topics (and Home Assistant entities) the
+    previous run owned and the provider has not re-established are cleared."""
     max_inflight: int = Field(default=64, ge=1, le=1000)
     """Publishes awaiting the broker's acknowledgement at once."""
     reconnect_min: float = Field(default=0.5, gt=0)

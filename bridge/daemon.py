@@ -18,10 +18,13 @@ from bridge.context import InstanceContext
 from bridge.dedup import SeenIds
 from bridge.discovery import Discovery, ProviderInfo
 from bridge.hub import Hub
+from bridge.journal import Journal
 from bridge.loader import LoadedConfig
 from bridge.outbox import Outbox
-from bridge.publisher import Publisher
+from bridge.persister import Persister
+from bridge.publisher import OFFLINE_TIMEOUT, Publisher
 from bridge.requests import RequestHandler
+from bridge.retained import RetainedState
 from bridge.sdnotify import Notifier, watchdog_interval
 from bridge.supervisor import ProviderRunner
 from bridge.topics import TopicMap
@@ -30,7 +33,10 @@ from bridge.webhooks import WebhookServer
 log = logging.getLogger("fin2mqtt")
 
 STATS_INTERVAL = 30.0
-DEDUP_FLUSH_INTERVAL = 1.0
+HOUSEKEEPING_INTERVAL = 0.25
+DEDUP_CAPACITY = 100_000
+WEBHOOK_HIGH_WATER = 0.9
+"""Webhooks are refused (503) while the outbox is fuller than this."""
 
 
 class Daemon:
@@ -41,14 +47,31 @@ class Daemon:
         self.notifier = notifier
         settings = config.settings
         self.topics = TopicMap(settings.mqtt.base_topic)
-        self.outbox = Outbox(settings.mqtt.outbox_size)
-        self.seen = SeenIds(settings.state_dir / "seen-events.sqlite3")
+        self.seen = SeenIds(DEDUP_CAPACITY)
+        self.outbox = Outbox(
+            settings.mqtt.outbox_size,
+            max_bytes=settings.mqtt.outbox_bytes,
+            retained=RetainedState(),
+            seen=self.seen,
+        )
+        self.journal = Journal(settings.state_dir, DEDUP_CAPACITY)
+        self.persister = Persister(self.journal, self.outbox)
         ha = settings.homeassistant
         self.discovery = (
             Discovery(ha.discovery_prefix, self.topics, __version__) if ha.discovery else None
         )
-        self.hub = Hub(self.topics, self.outbox, self.seen, self.discovery, settings.mqtt.event_qos)
-        self.webhooks = WebhookServer(settings.webhooks)
+        self.hub = Hub(
+            self.topics,
+            self.outbox,
+            self.discovery,
+            settings.mqtt.event_qos,
+            cleanup_delay=settings.mqtt.cleanup_delay,
+        )
+        self.webhooks = WebhookServer(
+            settings.webhooks,
+            durable=self.outbox.sync,
+            overloaded=lambda: self.outbox.above(WEBHOOK_HIGH_WATER),
+        )
         self.runners: list[ProviderRunner] = []
         for instance in config.instances:
             provider = instance.build()
@@ -69,6 +92,7 @@ class Daemon:
             info=self._info_payload,
             on_message=self._on_message,
             subscriptions=(self.topics.bridge_requests, self.ha_status_topic),
+            on_connection=self._broker_changed,
         )
         self._started = time.monotonic()
         self._stop = asyncio.Event()
@@ -86,14 +110,15 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        broker = f"{settings.mqtt.host}:{settings.mqtt.port}"
-        self.notifier.status(f"connecting to MQTT broker {broker}")
+        self.notifier.status(self._status())
         log.info("fin2mqtt %s starting: %d provider instance(s)", __version__, len(self.runners))
+        budget = settings.supervisor.stop_timeout
         try:
             async with asyncio.TaskGroup() as tg:
                 publisher = tg.create_task(self.publisher.run(), name="mqtt-publisher")
                 chores = [
-                    tg.create_task(self._flush_loop(), name="state-flush"),
+                    tg.create_task(self.persister.run(), name="state-writer"),
+                    tg.create_task(self._housekeeping(), name="housekeeping"),
                     tg.create_task(self.webhooks.run(), name="webhook-server"),
                 ]
                 if (interval := watchdog_interval()) is not None:
@@ -103,48 +128,53 @@ class Daemon:
                         providers.create_task(r.run(), name=f"provider-{r.provider.name}")
                         for r in self.runners
                     ]
-                    await self._announce_ready(stop, broker)
+                    self.notifier.ready(self._status())
+                    log.info("ready (%.2f s after start)", time.monotonic() - self._started)
                     await stop.wait()
                     log.info("stopping")
                     self.notifier.stopping()
-                    await self._stop_providers(tasks, settings.supervisor.stop_timeout * 0.4)
-                await self._stop_publisher(publisher, settings.supervisor.stop_timeout * 0.5)
+                    await self._stop_providers(tasks, budget * 0.4)
+                await self._stop_publisher(publisher, budget * 0.55)
                 for chore in chores:
                     chore.cancel()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            self.seen.close()
+            self.journal.close()
         log.info("stopped")
         return 0
 
     def _open_state(self) -> None:
+        """Read what the previous run left: waiting events, delivered ids, retained topics."""
         try:
-            self.seen.open()
+            loaded = self.journal.open()
         except (OSError, sqlite3.Error) as exc:
-            log.warning(
-                "state directory %s unusable (%s): duplicate events are not remembered "
-                "across restarts",
+            log.error(
+                "state directory %s unusable (%s): events are kept in memory only, and "
+                "delivered ids and retained topics are not remembered across restarts",
                 self.config.settings.state_dir,
                 exc,
             )
-            self.seen.path = None
+            return
+        self.outbox.persistent = self.seen.persistent = self.outbox.retained.persistent = True
+        self.seen.load(loaded.delivered)
+        self.outbox.retained.load(loaded.owned)
+        self.outbox.load(loaded.events)
+        gone = self.hub.clear_instances_gone({i.name for i in self.config.instances})
+        if gone:
+            log.info(
+                "clearing %d retained topic(s) of provider instances no longer configured", gone
+            )
 
-    async def _announce_ready(self, stop: asyncio.Event, broker: str) -> None:
-        """READY=1 once the broker is connected (providers are already running)."""
-        if not self.publisher.connected.is_set():
-            log.info("waiting for MQTT broker %s", broker)
-        waiter = asyncio.ensure_future(self.publisher.connected.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            stopper.cancel()
-        if self.publisher.connected.is_set():
-            status = f"connected to {broker}; {len(self.runners)} provider instance(s)"
-            self.notifier.ready(status)
-            log.info("ready (%.2f s after start)", time.monotonic() - self._started)
+    def _broker_changed(self, _up: bool) -> None:
+        if not self._stop.is_set():  # after STOPPING, the status stays "stopping"
+            self.notifier.status(self._status())
+
+    def _status(self) -> str:
+        """The STATUS= line: the broker's state and the providers."""
+        mqtt = self.config.settings.mqtt
+        state = "connected to" if self.publisher.connected.is_set() else "connecting to"
+        return f"{state} MQTT broker {mqtt.host}:{mqtt.port}; {len(self.runners)} provider(s)"
 
     async def _stop_providers(self, tasks: list[asyncio.Task[None]], timeout: float) -> None:
         """Give every link a clean stop, bounded in time, then cancel the runners."""
@@ -158,22 +188,25 @@ class Daemon:
             task.cancel()
 
     async def _stop_publisher(self, task: asyncio.Task[None], timeout: float) -> None:
-        """Flush the outbox, publish offline, disconnect — or give up after ``timeout``."""
-        self.publisher.stop(flush_timeout=timeout * 0.8)
+        """Flush the outbox, publish offline, disconnect — or give up after ``timeout``.
+
+        Time for the acknowledgement of ``offline`` is reserved; a publisher cancelled past the
+        budget drops the connection without DISCONNECT, so the broker's will says offline.
+        """
+        self.publisher.stop(flush_timeout=max(timeout - OFFLINE_TIMEOUT - 0.2, 0.1))
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             log.warning("MQTT shutdown did not finish within %.1f s", timeout)
             task.cancel()
 
-    async def _flush_loop(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Stale retained topics cleared when due, stats every 30 s."""
         last_stats = 0.0
         while True:
-            await asyncio.sleep(DEDUP_FLUSH_INTERVAL)
-            try:
-                await asyncio.to_thread(self.seen.write, self.seen.take_unsaved())
-            except sqlite3.Error as exc:
-                log.warning("could not save seen event ids: %s", exc)
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             now = time.monotonic()
+            if cleared := self.hub.clear_stale(now):
+                log.info("cleared %d retained topic(s) the providers no longer publish", cleared)
             if now - last_stats >= STATS_INTERVAL:
                 last_stats = now
                 stats = json.dumps(self.stats(), separators=(",", ":")).encode()
@@ -231,6 +264,9 @@ class Daemon:
             "outbox_events": self.outbox.pending_events,
             "outbox_state": self.outbox.pending_state,
             "inflight": self.outbox.inflight,
+            "outbox_bytes": self.outbox.pending_bytes,
+            "state_writes_failing": self.persister.failing,
+            "retained_topics": len(self.outbox.retained),
             "dropped_events": self.outbox.dropped,
             "duplicate_events": self.hub.duplicates,
             "mqtt_connects": self.publisher.connects,

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Iterable
 
-from bridge.dedup import SeenIds
 from bridge.discovery import Discovery
-from bridge.events import AnyEvent, PositionEvent, SnapshotEvent
+from bridge.events import AnyEvent, LinkStateEvent, PositionEvent, SnapshotEvent
 from bridge.outbox import Outbox
 from bridge.topics import TopicMap
 
 _SEGMENT = {"balance": "balance", "position": "position", "account_status": "status"}
 """Topic level under an account for each kind a snapshot can cover (see ``TopicMap``)."""
 
+BOOKKEEPING = frozenset({"id", "received_at", "source_time"})
+"""Fields that do not make a state change: a repetition with new ones is not republished."""
+
+UP = ("connected", "fallback")
+
 
 def payload_of(event: AnyEvent) -> bytes:
     """The JSON payload of an event as published."""
     return event.model_dump_json(by_alias=True).encode()
+
+
+def content_of(event: AnyEvent) -> bytes:
+    """A digest of what a state event says (its payload without bookkeeping)."""
+    data = event.model_dump_json(exclude=BOOKKEEPING).encode()  # type: ignore[arg-type]
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class Hub:
@@ -26,15 +38,17 @@ class Hub:
         self,
         topics: TopicMap,
         outbox: Outbox,
-        seen: SeenIds,
         discovery: Discovery | None,
         event_qos: int,
+        cleanup_delay: float = 30.0,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
-        self.seen = seen
+        self.retained = outbox.retained
+        self.seen = outbox.seen
         self.discovery = discovery
         self.event_qos = event_qos
+        self.cleanup_delay = cleanup_delay
         self.duplicates = 0
         self._entities: dict[str, list[str]] = {}
         """State topic → the discovery config topics published for it."""
@@ -53,34 +67,62 @@ class Hub:
         owner = self.topics.owner(snapshot.provider, snapshot.account)
         kept = {self.topics.for_event(item) for item in snapshot.items}
         prefixes = tuple(f"{owner}/{_SEGMENT[kind]}/" for kind in snapshot.covers)
-        for topic in self.outbox.state_topics():
-            if topic.startswith(prefixes) and topic not in kept and self.outbox.state(topic):
+        for topic in self.retained.topics(prefixes):
+            if topic not in kept:
                 self.clear_state(topic)
         self.submit(snapshot.items)
 
     def _queue_event(self, event: AnyEvent) -> None:
-        if not self.seen.add(f"{event.provider}\x1f{event.id}"):
+        key = f"{event.provider}\x1f{event.id}"
+        if key in self.seen or self.outbox.waiting(key):
             self.duplicates += 1
             return
-        self.outbox.put_event(self.topics.for_event(event), payload_of(event), self.event_qos)
+        self.outbox.put_event(self.topics.for_event(event), payload_of(event), self.event_qos, key)
 
     def _set_state(self, event: AnyEvent) -> None:
         topic = self.topics.for_event(event)
         if isinstance(event, PositionEvent) and event.direction == "closed":
             self.clear_state(topic)
             return
+        if isinstance(event, LinkStateEvent):
+            self._link_state(event)
+        content = content_of(event)
+        if self.retained.unchanged(topic, content):
+            return
+        owner = (event.provider, event.account)
         if self.discovery is not None and topic not in self._entities:
             configs = self.discovery.configs(event, topic, self._link_topic(event))
             for config_topic, config in configs:
-                self.outbox.set_state(config_topic, config)
+                self.outbox.set_state(config_topic, config, owner=owner)
             self._entities[topic] = [config_topic for config_topic, _ in configs]
-        self.outbox.set_state(topic, payload_of(event))
+        self.outbox.set_state(topic, payload_of(event), content=content, owner=owner)
+
+    def _link_state(self, event: LinkStateEvent) -> None:
+        self.retained.link_seen(event.provider, event.account)
+        if event.state in UP:
+            self.retained.link_up(
+                event.provider, event.account, time.monotonic() + self.cleanup_delay
+            )
 
     def clear_state(self, topic: str) -> None:
         """Remove a retained topic and the Home Assistant entities made from it."""
-        self.outbox.set_state(topic, b"")
+        self.outbox.clear_state(topic)
         for config_topic in self._entities.pop(topic, []):
-            self.outbox.set_state(config_topic, b"")
+            self.outbox.clear_state(config_topic)
+
+    def clear_stale(self, now: float) -> int:
+        """Clear what the previous run owned and its providers have not re-established."""
+        topics = self.retained.due_stale(now)
+        for topic in topics:
+            self.clear_state(topic)
+        return len(topics)
+
+    def clear_instances_gone(self, configured: set[str]) -> int:
+        """Clear what the previous run owned for provider instances no longer configured."""
+        topics = self.retained.gone_instances(configured)
+        for topic in topics:
+            self.clear_state(topic)
+        return len(topics)
 
     def _link_topic(self, event: AnyEvent) -> str | None:
         """The link whose state tells whether this event's entities are available."""

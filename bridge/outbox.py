@@ -1,8 +1,14 @@
-"""What waits to be published: retained state (latest per topic) and a bounded event queue.
+"""What waits to be published: retained state (latest per topic) and a durable, bounded event queue.
 
-Retained state is coalesced: while a topic waits, a newer payload replaces the older one, and after
-every reconnect all of it is sent again. Events are kept in order until the broker acknowledges
-them; past ``capacity`` the oldest are dropped, counted and logged.
+Events are numbered in arrival order and kept until the broker acknowledges them (PUBACK); only
+then does their id count as delivered (``SeenIds``). The journal writes waiting events to disk
+in batches: an event acknowledged before its batch is written never touches the disk. Past
+``capacity`` events or ``max_bytes`` of payload the oldest are dropped, counted and logged, and
+their ids forgotten, so an upstream replay delivers them.
+
+Sending interleaves state and events one for one (state first only right after a reconnect);
+events unacknowledged when a connection dies go out again first, in their original order. Each
+new message wakes one waiting publish worker, not all of them.
 """
 
 from __future__ import annotations
@@ -13,97 +19,183 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from bridge.dedup import SeenIds
+from bridge.journal import EventRow
+from bridge.retained import Owner, RetainedState
+
 log = logging.getLogger(__name__)
 
 DROP_LOG_INTERVAL = 10.0
 
 
+class NotDurable(Exception):
+    """The outbox could not be written to disk."""
+
+
 @dataclass(slots=True, frozen=True)
 class Message:
-    """One MQTT publish."""
+    """One MQTT publish; events carry their sequence number and dedup key."""
 
     topic: str
     payload: bytes
     qos: int
     retain: bool
+    seq: int = 0
+    key: str | None = None
 
 
 class Outbox:
     """Publishes waiting for the broker, shared by the hub (producer) and the publisher."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        max_bytes: int = 2**26,
+        retained: RetainedState | None = None,
+        seen: SeenIds | None = None,
+    ) -> None:
         self.capacity = capacity
-        self._state: dict[str, bytes] = {}
-        self._dirty: dict[str, None] = {}
+        self.max_bytes = max_bytes
+        self.retained = retained if retained is not None else RetainedState()
+        self.seen = seen if seen is not None else SeenIds()
+        self.persistent = False
+        """True while events are written to the journal (``take_unsaved`` is called)."""
         self._events: deque[Message] = deque()
+        self._bytes = 0
+        self._retried: list[Message] = []
+        self._waiting_keys: dict[str, int] = {}
+        """Keys of events waiting or in flight, so a duplicate is recognised before delivery."""
+        self._unsaved: dict[int, Message] = {}
+        self._gone: list[int] = []
+        self._seq = 0
         self._inflight = 0
-        self._ready = asyncio.Event()
+        self._workers: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._state_turn = False
+        self._state_first = False
+        self._sync_waiters: list[asyncio.Future[None]] = []
+        self.flush_wanted = asyncio.Event()
+        """Set when someone waits for durability (``sync``): the journal writes at once."""
         self.dropped = 0
         self.published = 0
         self._dropped_since_log = 0
         self._last_drop_log = 0.0
 
+    # previous run
+
+    def load(self, rows: list[EventRow]) -> None:
+        """Events the previous run left unacknowledged, in their order."""
+        for seq, key, topic, payload, qos in rows:
+            self._append(Message(topic, payload, qos, retain=False, seq=seq, key=key))
+            self._seq = max(self._seq, seq)
+        if rows:
+            log.info("%d event(s) from the previous run wait for the broker", len(rows))
+
     # producer side
 
-    def set_state(self, topic: str, payload: bytes) -> None:
-        """Make ``payload`` the retained state of ``topic`` (an empty payload clears it)."""
-        self._state[topic] = payload
-        self._dirty[topic] = None
-        self._wake()
+    def set_state(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        content: bytes | None = None,
+        owner: Owner | None = None,
+    ) -> None:
+        """Make ``payload`` the retained state of ``topic``; nothing is sent when unchanged."""
+        if self.retained.set(topic, payload, content=content, owner=owner):
+            self._wake()
+
+    def clear_state(self, topic: str) -> bool:
+        """Clear a retained topic; False when it holds nothing."""
+        if self.retained.clear(topic):
+            self._wake()
+            return True
+        return False
 
     def state(self, topic: str) -> bytes | None:
         """The current retained payload of a topic, if any."""
-        return self._state.get(topic)
+        return self.retained.payload(topic)
 
-    def state_topics(self) -> list[str]:
-        """Every topic with retained state."""
-        return list(self._state)
+    def waiting(self, key: str) -> bool:
+        """True when an event with ``key`` waits or is in flight."""
+        return key in self._waiting_keys
 
-    def put_event(self, topic: str, payload: bytes, qos: int) -> None:
-        """Queue a non-retained event; drops the oldest one when the queue is full."""
-        if len(self._events) >= self.capacity:
-            self._events.popleft()
-            self._count_drop()
-        self._events.append(Message(topic, payload, qos, retain=False))
+    def put_event(self, topic: str, payload: bytes, qos: int, key: str | None = None) -> None:
+        """Queue a non-retained event; drops the oldest ones when the queue is full."""
+        self._merge_retried()
+        while self._events and (
+            len(self._events) >= self.capacity or self._bytes + len(payload) > self.max_bytes
+        ):
+            self._drop_oldest()
+        self._seq += 1
+        msg = Message(topic, payload, qos, retain=False, seq=self._seq, key=key)
+        self._append(msg)
+        if self.persistent:
+            self._unsaved[msg.seq] = msg
         self._wake()
 
     def republish_state(self) -> None:
-        """Mark every retained topic for sending again (after a reconnect)."""
-        for topic in self._state:
-            self._dirty[topic] = None
+        """Send every retained topic again, before events (after a reconnect)."""
+        self.retained.republish()
+        self._state_first = True
         self._wake()
+
+    async def sync(self) -> None:
+        """Return once every event put so far is on disk or delivered (NotDurable if not)."""
+        if not self.persistent or not self._unsaved:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(waiter)
+        self.flush_wanted.set()
+        await waiter
+
+    def above(self, fraction: float) -> bool:
+        """True when the event queue is fuller than ``fraction`` of its count or byte bound."""
+        return (
+            len(self._events) >= self.capacity * fraction
+            or self._bytes >= self.max_bytes * fraction
+        )
 
     # publisher side
 
     async def get(self) -> Message:
-        """The next message to publish: retained state first, then events in order."""
-        while not (self._dirty or self._events):
-            self._ready.clear()
-            await self._ready.wait()
-        self._inflight += 1
-        self._idle.clear()
-        if self._dirty:
-            topic = next(iter(self._dirty))
-            del self._dirty[topic]
-            return Message(topic, self._state[topic], 1, retain=True)
-        return self._events.popleft()
+        """The next message to publish; waits (woken alone) while there is none."""
+        while True:
+            msg = self._next()
+            if msg is not None:
+                return msg
+            worker = asyncio.get_running_loop().create_future()
+            self._workers.append(worker)
+            try:
+                await worker
+            except asyncio.CancelledError:
+                if worker.done() and not worker.cancelled():
+                    self._wake()  # pass the wake-up on: this worker will not take the message
+                elif worker in self._workers:
+                    self._workers.remove(worker)
+                raise
 
     def done(self, msg: Message) -> None:
         """The broker acknowledged ``msg``."""
         self.published += 1
-        if msg.retain and msg.payload == b"" and self._state.get(msg.topic) == b"":
-            del self._state[msg.topic]  # the clear is delivered; nothing left to re-send
+        if msg.retain:
+            self.retained.sent(msg.topic, msg.payload)
+        else:
+            if msg.key is not None and self._waiting_keys.get(msg.key) == msg.seq:
+                del self._waiting_keys[msg.key]
+                self.seen.commit(msg.key)
+            self._forget(msg.seq)
         self._release()
 
     def retry(self, msg: Message) -> None:
-        """``msg`` was not acknowledged (connection lost): send it again first."""
+        """``msg`` was not acknowledged (connection lost): send it again, in order."""
         if msg.retain:
-            if msg.topic in self._state:
-                self._dirty[msg.topic] = None
+            self.retained.unsent(msg.topic)
         else:
-            self._events.appendleft(msg)
+            self._retried.append(msg)
+            self._bytes += len(msg.payload)
         self._release()
         self._wake()
 
@@ -118,27 +210,97 @@ class Outbox:
     @property
     def pending_events(self) -> int:
         """Events waiting (not yet handed to the broker)."""
-        return len(self._events)
+        return len(self._events) + len(self._retried)
 
     @property
     def pending_state(self) -> int:
         """Retained topics waiting to be (re)sent."""
-        return len(self._dirty)
+        return self.retained.pending
 
     @property
     def inflight(self) -> int:
         """Publishes handed to the broker and not yet acknowledged."""
         return self._inflight
 
+    @property
+    def pending_bytes(self) -> int:
+        """Payload bytes of the waiting events."""
+        return self._bytes
+
+    # journal side
+
+    def take_unsaved(self) -> tuple[list[EventRow], list[int]]:
+        """Events to write and sequence numbers to delete since the last call."""
+        rows = [(m.seq, m.key, m.topic, m.payload, m.qos) for m in self._unsaved.values()]
+        gone, self._gone = self._gone, []
+        self._unsaved.clear()
+        return rows, gone
+
+    def take_sync_waiters(self) -> list[asyncio.Future[None]]:
+        """Who waits for the write that is about to start."""
+        waiters, self._sync_waiters = self._sync_waiters, []
+        self.flush_wanted.clear()
+        return waiters
+
     # internals
+
+    def _next(self) -> Message | None:
+        self._merge_retried()
+        retained = self.retained
+        if retained.has_dirty() and (self._state_first or self._state_turn or not self._events):
+            self._state_turn = False
+            topic, payload = retained.take()
+            msg = Message(topic, payload, 1, retain=True)
+        elif self._events:
+            self._state_first = False
+            self._state_turn = True
+            msg = self._events.popleft()
+            self._bytes -= len(msg.payload)
+        else:
+            self._state_first = False
+            return None
+        self._inflight += 1
+        self._idle.clear()
+        if self._workers and (self._events or retained.has_dirty()):
+            self._wake()  # more to send: one more worker, not all of them
+        return msg
+
+    def _append(self, msg: Message) -> None:
+        self._events.append(msg)
+        self._bytes += len(msg.payload)
+        if msg.key is not None:
+            self._waiting_keys[msg.key] = msg.seq
+
+    def _merge_retried(self) -> None:
+        if self._retried:
+            self._retried.sort(key=lambda m: m.seq)
+            self._events.extendleft(reversed(self._retried))
+            self._retried = []
+
+    def _drop_oldest(self) -> None:
+        msg = self._events.popleft()
+        self._bytes -= len(msg.payload)
+        if msg.key is not None and self._waiting_keys.get(msg.key) == msg.seq:
+            del self._waiting_keys[msg.key]  # forgotten: a replay is delivered
+        self._forget(msg.seq)
+        self._count_drop()
+
+    def _forget(self, seq: int) -> None:
+        if self._unsaved.pop(seq, None) is None and self.persistent:
+            self._gone.append(seq)
 
     def _wake(self) -> None:
         self._idle.clear()
-        self._ready.set()
+        workers = self._workers
+        while workers:
+            worker = workers.popleft()
+            if not worker.done():
+                worker.set_result(None)
+                return
 
     def _release(self) -> None:
         self._inflight -= 1
-        if self._inflight == 0 and not self._dirty and not self._events:
+        if self._inflight == 0 and not self.retained.has_dirty() and not self.pending_events:
             self._idle.set()
 
     def _count_drop(self) -> None:
@@ -146,9 +308,11 @@ class Outbox:
         self._dropped_since_log += 1
         now = time.monotonic()
         if self.dropped == 1 or now - self._last_drop_log >= DROP_LOG_INTERVAL:
-            log.warning(
-                "outbox full (%d events): dropped %d oldest event(s), %d in total",
+            log.error(
+                "outbox full (%d events, %d bytes at most): dropped %d oldest event(s), "
+                "%d in total; their ids are forgotten, so an upstream replay delivers them",
                 self.capacity,
+                self.max_bytes,
                 self._dropped_since_log,
                 self.dropped,
             )

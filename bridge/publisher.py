@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 ONLINE = b'{"state":"online"}'
 OFFLINE = b'{"state":"offline"}'
+OFFLINE_TIMEOUT = 1.0
+"""How long the acknowledgement of ``offline`` may take on a clean stop (reserved in the budget)."""
 HEALTHY_SESSION = 10.0
 """A connection that lasted this long resets the reconnect backoff."""
 
@@ -43,13 +45,16 @@ class Publisher:
         info: Callable[[], bytes],
         on_message: Callable[[str, bytes], None],
         subscriptions: tuple[str, ...],
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_connection`` hears when the broker connection is up (True) and lost (False)."""
         self.settings = settings
         self.topics = topics
         self.outbox = outbox
         self._info = info
         self._on_message = on_message
         self._subscriptions = subscriptions
+        self._on_connection = on_connection
         self.connected = asyncio.Event()
         self.connects = 0
         self.last_error: str | None = None
@@ -120,29 +125,45 @@ class Publisher:
         return client
 
     async def _session(self) -> None:
-        async with self._client() as client:
-            self.connects += 1
-            if self.last_error is not None or self.connects == 1:
-                log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
-            self.last_error = None
-            await client.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
-            await client.publish(self.topics.bridge_info, self._info(), qos=1, retain=True)
-            for topic in self._subscriptions:
-                await client.subscribe(topic, qos=1)
-            self.outbox.republish_state()
-            self.connected.set()
+        client = self._client()
+        async with client:
+            clean = False
             try:
-                async with asyncio.TaskGroup() as tg:
-                    for n in range(self.settings.max_inflight):
-                        tg.create_task(self._publish_loop(client), name=f"mqtt-publish-{n}")
-                    tg.create_task(self._receive_loop(client), name="mqtt-receive")
-                    tg.create_task(self._stop_when_asked(client), name="mqtt-stop")
-            except* _Stopped:
-                pass
-            except* aiomqtt.MqttError as group:
-                raise group.exceptions[0] from None
+                clean = await self._connected_session(client)
             finally:
-                self.connected.clear()
+                if self.connected.is_set():
+                    self.connected.clear()
+                    if self._on_connection is not None:
+                        self._on_connection(False)
+                if not clean:
+                    _abort(client)  # no DISCONNECT: the broker publishes the will
+
+    async def _connected_session(self, client: aiomqtt.Client) -> bool:
+        """Publish until the connection fails or a stop; True once ``offline`` was acknowledged."""
+        self.connects += 1
+        if self.last_error is not None or self.connects == 1:
+            log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
+        self.last_error = None
+        await client.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
+        await client.publish(self.topics.bridge_info, self._info(), qos=1, retain=True)
+        for topic in self._subscriptions:
+            await client.subscribe(topic, qos=1)
+        self.outbox.republish_state()
+        self.connected.set()
+        if self._on_connection is not None:
+            self._on_connection(True)
+        stopped = False
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for n in range(self.settings.max_inflight):
+                    tg.create_task(self._publish_loop(client), name=f"mqtt-publish-{n}")
+                tg.create_task(self._receive_loop(client), name="mqtt-receive")
+                tg.create_task(self._stop_when_asked(client), name="mqtt-stop")
+        except* _Stopped:
+            stopped = True
+        except* aiomqtt.MqttError as group:
+            raise group.exceptions[0] from None
+        return stopped
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         outbox = self.outbox
@@ -176,7 +197,10 @@ class Publisher:
                 self.outbox.pending_events + self.outbox.inflight,
                 self.outbox.pending_state,
             )
-        await client.publish(self.topics.bridge_state, OFFLINE, qos=1, retain=True, timeout=1)
+        # Not acknowledged in time: MqttError, the session is aborted and the will says it.
+        await client.publish(
+            self.topics.bridge_state, OFFLINE, qos=1, retain=True, timeout=OFFLINE_TIMEOUT
+        )
         raise _Stopped
 
     def _lost(self, error: str) -> None:
@@ -189,3 +213,18 @@ class Publisher:
                 error,
             )
         self.last_error = error
+
+
+def _abort(client: aiomqtt.Client) -> None:
+    """Drop the connection without DISCONNECT, so the broker publishes the will.
+
+    Leaving ``async with aiomqtt.Client`` (cancellation included) sends a clean DISCONNECT,
+    which makes the broker discard the will: a bridge that died would stay ``online``.
+    """
+    paho = client._client
+    with contextlib.suppress(Exception):
+        # closes the socket (no DISCONNECT packet) after telling aiomqtt it is gone
+        paho._sock_close()
+    disconnected = client._disconnected
+    if not disconnected.done():
+        disconnected.set_result(None)  # so __aexit__ does not try a clean DISCONNECT

@@ -1,7 +1,9 @@
 """One aiohttp server for every provider's webhooks, plus ``/healthz``.
 
 Routes are added by webhook links at run time; nothing listens until the first is added. Every
-rejection is a 4xx with ``{"error": "…"}``; 2xx only after the payload is in the outbox.
+rejection is a 4xx with ``{"error": "…"}``; 2xx only once the events a payload became are
+durable (written to the state directory, or delivered); 503 with ``Retry-After`` while the outbox
+is nearly full or cannot be written, so the sender tries again later.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -43,6 +45,16 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+RETRY_AFTER = 30
+"""Seconds a sender is asked to wait after a 503."""
+
+
+def _unavailable(message: str) -> web.Response:
+    response = _error(503, f"{message}; try again later")
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: tuple[Network, ...]
 ) -> Address | None:
@@ -66,8 +78,18 @@ def client_address(
 class WebhookServer:
     """Serves ``POST <path>`` for registered routes and ``GET /healthz``."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        *,
+        durable: Callable[[], Awaitable[None]] | None = None,
+        overloaded: Callable[[], bool] | None = None,
+    ) -> None:
+        """``durable`` returns once accepted events are safe (raises when they cannot be);
+        ``overloaded`` says when to refuse posts for a while."""
         self.settings = settings
+        self._durable = durable
+        self._overloaded = overloaded
         self.trusted: tuple[Network, ...] = tuple(settings.trusted_proxies)
         self.port: int | None = None
         self.accepted = 0
@@ -161,7 +183,14 @@ class WebhookServer:
             payload = json.loads(body, parse_float=Decimal)
         except ValueError as exc:
             return _error(400, f"body is not valid JSON: {exc}")
+        if self._overloaded is not None and self._overloaded():
+            return _unavailable("the outbox is nearly full (MQTT broker unreachable?)")
         handler(payload)
+        if self._durable is not None:
+            try:
+                await self._durable()
+            except Exception as exc:  # noqa: BLE001 - any failure means "not safe yet"
+                return _unavailable(f"event not stored: {exc}")
         self.accepted += 1
         from aiohttp import web
 

@@ -11,7 +11,6 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.backoff import Backoff
-from bridge.dedup import SeenIds
 from bridge.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
 from bridge.outbox import Outbox
 from bridge.topics import TopicMap, slug
@@ -80,18 +79,33 @@ def test_topics():
     assert slug("###") == "_"
 
 
-async def test_outbox_coalesces_state_and_sends_it_first():
+async def test_outbox_coalesces_state_and_interleaves_it_with_events():
     outbox = Outbox(capacity=100)
     outbox.put_event("e", b"1", 1)
+    outbox.put_event("e", b"2", 1)
     outbox.set_state("s", b"old")
     outbox.set_state("s", b"new")
-    first = await outbox.get()
-    assert (first.topic, first.payload, first.qos, first.retain) == ("s", b"new", 1, True)
-    second = await outbox.get()
-    assert (second.topic, second.payload, second.retain) == ("e", b"1", False)
-    outbox.done(first)
-    outbox.done(second)
+    sent = [await outbox.get() for _ in range(3)]
+    assert [(m.topic, m.payload, m.qos, m.retain) for m in sent] == [
+        ("e", b"1", 1, False),
+        ("s", b"new", 1, True),
+        ("e", b"2", 1, False),
+    ]
+    for msg in sent:
+        outbox.done(msg)
     assert await outbox.wait_idle(0.1)
+
+
+async def test_outbox_sends_state_first_after_a_reconnect():
+    outbox = Outbox(capacity=100)
+    outbox.set_state("s1", b"a")
+    outbox.set_state("s2", b"b")
+    for msg in [await outbox.get(), await outbox.get()]:
+        outbox.done(msg)
+    outbox.put_event("e", b"1", 1)
+    outbox.republish_state()
+    order = [(await outbox.get()).topic for _ in range(3)]
+    assert order == ["s1", "s2", "e"]
 
 
 async def test_outbox_retry_puts_events_back_in_front_and_state_back():
@@ -99,13 +113,14 @@ async def test_outbox_retry_puts_events_back_in_front_and_state_back():
     for n in range(3):
         outbox.put_event("e", str(n).encode(), 1)
     outbox.set_state("s", b"x")
-    s = await outbox.get()
     e0 = await outbox.get()
-    outbox.retry(e0)
+    s = await outbox.get()
+    assert (e0.payload, s.payload) == (b"0", b"x")  # interleaved
     outbox.retry(s)
+    outbox.retry(e0)
     assert not await outbox.wait_idle(0.01)
     order = [(await outbox.get()).payload for _ in range(4)]
-    assert order == [b"x", b"0", b"1", b"2"]
+    assert order == [b"0", b"x", b"1", b"2"]
 
 
 async def test_outbox_drops_the_oldest_events_when_full_and_says_so(caplog):
@@ -116,7 +131,11 @@ async def test_outbox_drops_the_oldest_events_when_full_and_says_so(caplog):
     assert outbox.dropped == 50
     assert outbox.pending_events == 100
     assert (await outbox.get()).payload == b"50"
-    assert caplog.messages[0] == "outbox full (100 events): dropped 1 oldest event(s), 1 in total"
+    assert caplog.records[0].levelno == logging.ERROR
+    assert caplog.messages[0] == (
+        "outbox full (100 events, 67108864 bytes at most): dropped 1 oldest event(s), "
+        "1 in total; their ids are forgotten, so an upstream replay delivers them"
+    )
     assert len(caplog.messages) == 1  # one line, not one per drop
 
 
@@ -126,7 +145,7 @@ async def test_outbox_forgets_a_cleared_topic_once_delivered():
     outbox.done(await outbox.get())
     outbox.set_state("s", b"")
     outbox.done(await outbox.get())
-    assert outbox.state_topics() == []
+    assert len(outbox.retained) == 0
     outbox.republish_state()
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(outbox.get(), 0.05)
@@ -143,28 +162,12 @@ def test_backoff_grows_is_capped_and_resets():
     assert 0.85 <= delays[0] <= 1.15
 
 
-def test_seen_ids_survive_a_restart_and_stay_bounded(tmp_path):
-    path = tmp_path / "seen.sqlite3"
-    seen = SeenIds(path, capacity=3)
-    seen.open()
-    assert [seen.add(k) for k in ("a", "b", "a")] == [True, True, False]
-    for k in ("c", "d"):
-        seen.add(k)
-    seen.close()
-    again = SeenIds(path, capacity=3)
-    again.open()
-    assert len(again) == 3
-    assert again.add("a") is True  # the oldest was forgotten
-    assert again.add("d") is False
-    again.close()
-
-
 async def test_snapshot_replaces_the_retained_state_it_covers():
     from bridge.events import SnapshotEvent
     from bridge.hub import Hub
 
     outbox = Outbox(capacity=100)
-    hub = Hub(TopicMap("b"), outbox, SeenIds(None), None, 1)
+    hub = Hub(TopicMap("b"), outbox, None, 1)
 
     def pos(symbol: str) -> PositionEvent:
         return PositionEvent(
@@ -192,9 +195,9 @@ async def test_snapshot_replaces_the_retained_state_it_covers():
         items=(pos("SOL"), pos("ETH")),
     )
     hub.submit([snap])
-    assert outbox.state("b/h/a/position/btc") == b""  # gone from the snapshot: cleared
+    assert outbox.state("b/h/a/position/btc") is None  # gone from the snapshot: cleared
     assert outbox.state("b/h/a/position/eth") not in (None, b"")
     assert outbox.state("b/h/a/position/sol") not in (None, b"")
     assert outbox.state("b/h/a/balance/usdt") not in (None, b"")  # not covered: untouched
     assert outbox.state("b/h/z/position/btc") not in (None, b"")  # another account: untouched
-    assert not [t for t in outbox.state_topics() if "snapshot" in t]
+    assert not outbox.retained.topics(("b/h/a/snapshot",))

@@ -23,7 +23,6 @@ from bridge.api import (
     TransactionEvent,
 )
 from bridge.context import InstanceContext
-from bridge.dedup import SeenIds
 from bridge.hub import Hub
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
@@ -129,7 +128,7 @@ class RecordingHub(Hub):
     """The real hub, also remembering what it was given (what the link produced)."""
 
     def __init__(self) -> None:
-        super().__init__(TopicMap("t"), Outbox(100_000), SeenIds(None), None, 1)
+        super().__init__(TopicMap("t"), Outbox(100_000), None, 1)
         self.events: list[AnyEvent] = []
 
     def submit(self, events) -> None:

@@ -15,6 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+BROKER_CONNECTED = "STATUS=connected to MQTT broker"
+"""The STATUS= line the daemon sends once the broker connection is up."""
+
 
 class DaemonProcess:
     """The daemon in a subprocess with ``NOTIFY_SOCKET`` pointing at a socket of ours."""
@@ -79,10 +82,16 @@ class DaemonProcess:
             self.notifications.extend(data.decode().splitlines())
             self._changed.set()
 
-    async def wait_notification(self, line: str, timeout: float = 15) -> float:
+    async def wait_notification(
+        self, line: str, timeout: float = 15, *, prefix: bool = False
+    ) -> float:
         """Wait for an sd_notify line (e.g. ``READY=1``); returns seconds since start."""
         deadline = time.monotonic() + timeout
-        while line not in self.notifications:
+        while not (
+            any(n.startswith(line) for n in self.notifications)
+            if prefix
+            else line in self.notifications
+        ):
             if self._proc is not None and self._proc.returncode is not None:
                 raise AssertionError(f"daemon exited {self._proc.returncode}: {self.log()}")
             remaining = deadline - time.monotonic()
@@ -93,9 +102,12 @@ class DaemonProcess:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
         return time.monotonic() - self.started_at
 
-    async def wait_ready(self, timeout: float = 15) -> float:
-        """Wait for READY=1."""
-        return await self.wait_notification("READY=1", timeout)
+    async def wait_ready(self, timeout: float = 15, *, broker: bool = True) -> float:
+        """Wait for READY=1 (providers started) and, with ``broker``, the broker connection."""
+        took = await self.wait_notification("READY=1", timeout)
+        if broker:
+            took = await self.wait_notification(BROKER_CONNECTED, timeout, prefix=True)
+        return took
 
     @property
     def pid(self) -> int:

@@ -1,0 +1,160 @@
+"""The state directory's database: waiting events, delivered event ids, owned retained topics.
+
+One SQLite file in WAL mode. The event loop never touches it while running: the parts collect
+what changed into a ``Batch`` and ``Journal.write`` commits it in a worker thread, in one
+transaction (puts before deletes, so an event written and delivered in the same batch is gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "state.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    qos INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, instance TEXT NOT NULL, account TEXT);
+"""
+"""``delivered.seq`` is the rowid, so forgetting the oldest ids is a range delete."""
+
+EventRow = tuple[int, str | None, str, bytes, int]
+"""seq, dedup key, topic, payload, qos."""
+OwnerRow = tuple[str, str, str | None]
+"""topic, provider instance, account."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """What changed since the last write."""
+
+    events: list[EventRow] = field(default_factory=list)
+    gone: list[int] = field(default_factory=list)
+    """Sequence numbers of written events since delivered or dropped."""
+    delivered: list[str] = field(default_factory=list)
+    owned: list[OwnerRow] = field(default_factory=list)
+    disowned: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.gone or self.delivered or self.owned or self.disowned)
+
+    def merge(self, later: Batch) -> Batch:
+        """This batch followed by ``later`` (for a retry after a failed write)."""
+        return Batch(
+            self.events + later.events,
+            self.gone + later.gone,
+            self.delivered + later.delivered,
+            self.owned + later.owned,
+            self.disowned + later.disowned,
+        )
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What the previous run left."""
+
+    events: list[EventRow]
+    delivered: list[str]
+    owned: list[OwnerRow]
+
+
+class Journal:
+    """The SQLite file; ``write`` may run in any thread, one at a time."""
+
+    def __init__(self, directory: Path, delivered_capacity: int) -> None:
+        self.path = directory / FILE_NAME
+        self.delivered_capacity = delivered_capacity
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> Loaded:
+        """Open (or create) the file and read what the previous run left."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            events = db.execute(
+                "SELECT seq, key, topic, payload, qos FROM outbox ORDER BY seq"
+            ).fetchall()
+            delivered = [
+                key
+                for (key,) in db.execute(
+                    "SELECT key FROM (SELECT key, seq FROM delivered ORDER BY seq DESC LIMIT ?)"
+                    " ORDER BY seq",
+                    (self.delivered_capacity,),
+                )
+            ]
+            owned = db.execute("SELECT topic, instance, account FROM retained").fetchall()
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        log.debug(
+            "state %s: %d waiting event(s), %d delivered id(s), %d retained topic(s)",
+            self.path,
+            len(events),
+            len(delivered),
+            len(owned),
+        )
+        return Loaded(
+            [(int(s), k, t, bytes(p), int(q)) for s, k, t, p, q in events],
+            delivered,
+            [(t, i, a) for t, i, a in owned],
+        )
+
+    def write(self, batch: Batch) -> None:
+        """Commit ``batch`` in one transaction."""
+        with self._lock:
+            db = self._db
+            if db is None or not batch:
+                return
+            db.execute("BEGIN")
+            try:
+                if batch.events:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO outbox (seq, key, topic, payload, qos)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        batch.events,
+                    )
+                if batch.gone:
+                    db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in batch.gone])
+                if batch.delivered:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO delivered (key) VALUES (?)",
+                        [(k,) for k in batch.delivered],
+                    )
+                    db.execute(
+                        "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?",
+                        (self.delivered_capacity,),
+                    )
+                if batch.owned:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO retained (topic, instance, account)"
+                        " VALUES (?, ?, ?)",
+                        batch.owned,
+                    )
+                if batch.disowned:
+                    db.executemany(
+                        "DELETE FROM retained WHERE topic = ?", [(t,) for t in batch.disowned]
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
