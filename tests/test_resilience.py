@@ -75,8 +75,11 @@ ticks = 150
             await rec.wait_for(lambda ms: len(ms) >= 150, timeout=20, what="all 150 events")
             await asyncio.sleep(0.3)
             ids = _ids(rec, topic)
-            assert sorted(ids, key=lambda i: int(i[3:])) == [f"tx-{n}" for n in range(150)]
-            assert len(ids) == 150  # exactly once
+            # none missing; MQTT QoS 1 is at least once: an event whose PUBACK was lost when
+            # the broker went down (in flight at that moment) is sent again, same id
+            assert sorted(set(ids), key=lambda i: int(i[3:])) == [f"tx-{n}" for n in range(150)]
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            assert len(ids) - 150 == len(twice) <= 2, twice
             assert rec.connects >= 2
             await daemon.terminate()
     finally:
