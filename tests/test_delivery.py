@@ -1,0 +1,157 @@
+"""The delivery contract against a real broker: order, fairness, the will, the stop budget.
+
+The outbox and the publisher run in this process (the boundary under test); the broker and the
+subscribers are real. Events are counted by id at the subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+
+from bridge.config import MqttSettings
+from bridge.outbox import Outbox
+from bridge.publisher import Publisher
+from bridge.testing.broker import Broker
+from bridge.testing.proxy import TcpProxy
+from bridge.testing.recorder import MqttRecorder, retained
+from bridge.topics import TopicMap
+
+BASE = "dlv"
+
+
+def publisher(host: str, port: int, outbox: Outbox, **mqtt: object) -> Publisher:
+    settings = MqttSettings.model_validate(
+        {
+            "host": host,
+            "port": port,
+            "base_topic": BASE,
+            "reconnect_min": 0.02,
+            "reconnect_max": 0.1,
+            "keepalive": 5,
+            **mqtt,
+        }
+    )
+    return Publisher(
+        settings, TopicMap(BASE), outbox, info=lambda: b"{}", on_message=lambda t, p: None,
+        subscriptions=(),
+    )  # fmt: skip
+
+
+def event(n: int) -> bytes:
+    return json.dumps({"schema": 1, "id": f"e-{n}"}).encode()
+
+
+def ids(rec: MqttRecorder, topic: str) -> list[str]:
+    return [m.json()["id"] for m in rec.on(topic)]
+
+
+async def test_events_keep_their_order_across_a_forced_reconnect(broker: Broker):
+    outbox = Outbox(10_000)
+    topic = f"{BASE}/acc/transaction"
+    async with (
+        MqttRecorder(broker.host, broker.port, (topic,)) as rec,
+        TcpProxy(broker.host, broker.port) as proxy,
+        asyncio.TaskGroup() as tg,
+    ):
+        pub = publisher(proxy.host, proxy.port, outbox)
+        task = tg.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        for n in range(100):
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+        await asyncio.sleep(0)  # some are in flight now
+        proxy.drop_all()  # the connection dies under them
+        for n in range(100, 200):
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+        await rec.wait_for(lambda ms: len({m.json()["id"] for m in ms}) >= 200, timeout=10)
+        pub.stop(flush_timeout=1)
+        await task
+    got = ids(rec, topic)
+    first_seen = list(dict.fromkeys(got))
+    assert first_seen == [f"e-{n}" for n in range(200)]  # none missing, in order
+    assert pub.connects >= 2
+    assert outbox.pending_events == 0
+
+
+async def test_events_flow_while_a_thousand_state_topics_keep_changing(broker: Broker):
+    outbox = Outbox(100)
+    topic = f"{BASE}/acc/trade"
+    async with (
+        MqttRecorder(broker.host, broker.port, (topic,)) as rec,
+        asyncio.TaskGroup() as tg,
+    ):
+        pub = publisher(broker.host, broker.port, outbox)
+        task = tg.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        for n in range(300):
+            for market in range(1000):  # every price changes every round
+                outbox.set_state(f"{BASE}/market/m{market}/price", b'{"p":"%d"}' % n)
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+            await asyncio.sleep(0.002)
+        await rec.wait_for(lambda ms: len(ms) >= 300, timeout=20, what="300 events")
+        pub.stop(flush_timeout=1)
+        await task
+    assert ids(rec, topic) == [f"e-{n}" for n in range(300)]
+    assert outbox.dropped == 0
+
+
+async def test_a_cancelled_publisher_leaves_the_will_not_online(broker: Broker):
+    # what happens when any sibling task of the daemon fails: the TaskGroup cancels the publisher
+    outbox = Outbox(100)
+    pub = publisher(broker.host, broker.port, outbox)
+    task = asyncio.create_task(pub.run())
+    await asyncio.wait_for(pub.connected.wait(), 5)
+    assert (await retained(broker.host, broker.port, f"{BASE}/bridge/state"))[
+        f"{BASE}/bridge/state"
+    ].json() == {"state": "online"}
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await _wait_retained_state(broker, {"state": "offline"})
+
+
+async def test_offline_not_acknowledged_in_time_still_ends_offline(broker: Broker):
+    # a broker that stops answering during the stop: the flush and `offline` time out, the
+    # session is aborted (no DISCONNECT), so the broker publishes the will
+    outbox = Outbox(100)
+    async with TcpProxy(broker.host, broker.port) as proxy:
+        pub = publisher(proxy.host, proxy.port, outbox)
+        task = asyncio.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        proxy.stall()
+        outbox.put_event(f"{BASE}/acc/transaction", event(1), 1, key="e-1")
+        pub.stop(flush_timeout=0.2)
+        await asyncio.wait_for(task, 5)
+        await _wait_retained_state(broker, {"state": "offline"})
+    assert outbox.pending_events + outbox.inflight == 1  # kept, not lost
+
+
+async def test_a_clean_stop_publishes_offline_and_disconnects(broker: Broker):
+    outbox = Outbox(100)
+    topic = f"{BASE}/acc/transaction"
+    async with MqttRecorder(broker.host, broker.port, (topic,)) as rec:
+        pub = publisher(broker.host, broker.port, outbox)
+        task = asyncio.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        for n in range(50):
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+        pub.stop(flush_timeout=2)
+        await asyncio.wait_for(task, 5)
+        await rec.wait_for(lambda ms: len(ms) >= 50)
+    await _wait_retained_state(broker, {"state": "offline"})
+    assert [f"e-{n}" for n in range(50)] == ids(rec, topic)
+    assert all(f"{BASE}\x1fe-{n}" not in outbox.seen for n in range(1))  # keys are not topics
+    assert all(f"e-{n}" in outbox.seen for n in range(50))  # committed on PUBACK
+
+
+async def _wait_retained_state(broker: Broker, expected: dict[str, str]) -> None:
+    topic = f"{BASE}/bridge/state"
+    for _ in range(50):
+        found = await retained(broker.host, broker.port, topic, quiet=0.1)
+        if topic in found and found[topic].json() == expected:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{topic} never became {expected}: {found.get(topic)}")
