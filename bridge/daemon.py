@@ -141,7 +141,14 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             self.journal.close()
-        log.info("stopped")
+        waiting = self.outbox.pending_events + self.outbox.inflight
+        if self.outbox.dropped:
+            log.error("%d event(s) were dropped in this run (outbox full)", self.outbox.dropped)
+        if waiting:
+            kept = "kept for the next start" if self.outbox.persistent else "lost: no state file"
+            log.warning("stopped; %d event(s) not delivered, %s", waiting, kept)
+        else:
+            log.info("stopped")
         return 0
 
     def _open_state(self) -> None:
