@@ -61,13 +61,15 @@ async def test_events_accepted_while_the_broker_is_down_survive_sigkill(
         )
         daemon.kill()
     broker.start()
-    async with MqttRecorder(broker.host, broker.port, (TX,)) as rec:
-        # the upstream says nothing new after the restart: only the journal can deliver them
-        async with DaemonProcess(daemon_config(provider(0)), tmp_path / "d2") as daemon:
-            await daemon.wait_ready()
-            await rec.wait_for(lambda ms: len(ms) >= 1000, timeout=20, what="1,000 events")
-            await until(lambda: waiting_in_journal(state) == 0)
-            await daemon.terminate()
+    # the upstream says nothing new after the restart: only the journal can deliver them
+    async with (
+        MqttRecorder(broker.host, broker.port, (TX,)) as rec,
+        DaemonProcess(daemon_config(provider(0)), tmp_path / "d2") as daemon,
+    ):
+        await daemon.wait_ready()
+        await rec.wait_for(lambda ms: len(ms) >= 1000, timeout=20, what="1,000 events")
+        await until(lambda: waiting_in_journal(state) == 0)
+        await daemon.terminate()
     ids = tx_ids(rec)
     assert sorted(set(ids)) == sorted(f"tx-{n}" for n in range(1000))
     assert len(ids) == 1000
@@ -89,14 +91,16 @@ async def test_dropped_events_are_delivered_when_the_upstream_replays_them(
     assert "stopped; 100 event(s) not delivered, kept for the next start" in daemon.log()
     assert waiting_in_journal(tmp_path / "state") == 100  # tx-50 … tx-149
     broker.start()
-    async with MqttRecorder(broker.host, broker.port, (TX,)) as rec:
-        # the upstream replays all 150 after the restart: the 50 dropped ones were never
-        # delivered, so their ids were never committed, and they go out now
-        async with DaemonProcess(config, tmp_path / "d2") as daemon:
-            await daemon.wait_ready()
-            await rec.wait_for(lambda ms: len(ms) >= 150, timeout=20, what="150 events")
-            await asyncio.sleep(0.5)
-            await daemon.terminate()
+    # the upstream replays all 150 after the restart: the 50 dropped ones were never
+    # delivered, so their ids were never committed, and they go out now
+    async with (
+        MqttRecorder(broker.host, broker.port, (TX,)) as rec,
+        DaemonProcess(config, tmp_path / "d2") as daemon,
+    ):
+        await daemon.wait_ready()
+        await rec.wait_for(lambda ms: len(ms) >= 150, timeout=20, what="150 events")
+        await asyncio.sleep(0.5)
+        await daemon.terminate()
     ids = tx_ids(rec)
     assert sorted(ids) == sorted(f"tx-{n}" for n in range(150))  # each exactly once
 
