@@ -1,0 +1,154 @@
+"""The retained-state store, the outbox's journal, and webhooks answered only once durable."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import aiohttp
+
+from bridge.config import WebhookSettings
+from bridge.events import AccountStatusEvent, BalanceEvent, PositionEvent
+from bridge.hub import Hub
+from bridge.journal import Journal
+from bridge.outbox import Outbox
+from bridge.persister import Persister
+from bridge.topics import TopicMap
+from bridge.webhooks import WebhookRoute, WebhookServer
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def drain(outbox: Outbox) -> list[tuple[str, bytes]]:
+    """Publish everything waiting, acknowledging each message; what was sent."""
+    sent = []
+    while outbox.pending_state or outbox.pending_events:
+        msg = await outbox.get()
+        outbox.done(msg)
+        sent.append((msg.topic, msg.payload))
+    return sent
+
+
+async def test_a_second_clear_while_the_first_is_in_flight_does_not_crash():
+    outbox = Outbox(100)
+    outbox.set_state("t/pos", b'{"q":"1"}')
+    outbox.done(await outbox.get())
+    assert outbox.clear_state("t/pos")
+    first_clear = await outbox.get()  # in flight
+    assert not outbox.clear_state("t/pos")  # nothing more to clear: no second publish
+    outbox.republish_state()  # Home Assistant's birth meanwhile
+    outbox.done(first_clear)
+    assert await drain(outbox) == [("t/pos", b"")]  # the re-send of the cleared topic
+    assert outbox.state("t/pos") is None
+    assert len(outbox.retained) == 0
+    assert await outbox.wait_idle(0.1)
+
+
+async def test_a_topic_set_again_while_its_clear_is_in_flight_keeps_its_new_state():
+    outbox = Outbox(100)
+    outbox.set_state("t/pos", b"1")
+    outbox.done(await outbox.get())
+    outbox.clear_state("t/pos")
+    clear = await outbox.get()
+    outbox.set_state("t/pos", b"2")
+    outbox.done(clear)  # the PUBACK of the old clear must not forget the new state
+    assert await drain(outbox) == [("t/pos", b"2")]
+    assert outbox.state("t/pos") == b"2"
+
+
+async def test_a_topic_that_never_held_anything_is_never_cleared():
+    outbox = Outbox(100)
+    hub = Hub(TopicMap("b"), outbox, None, 1)
+    closed = PositionEvent(
+        provider="h", account="a", id="p", received_at=NOW, symbol="BTC", direction="closed",
+        quantity="0",
+    )  # fmt: skip
+    hub.submit([closed, closed])
+    assert await drain(outbox) == []
+
+
+async def test_a_repeated_state_is_published_once_whatever_its_id_and_times():
+    outbox = Outbox(100)
+    hub = Hub(TopicMap("b"), outbox, None, 1)
+
+    def kyc(n: int, status: str = "verified") -> AccountStatusEvent:
+        return AccountStatusEvent(
+            provider="i", account="u", id=f"kyc-{n}", received_at=NOW.replace(second=n),
+            source_time=NOW.replace(second=n), topic="kyc", status=status,
+        )  # fmt: skip
+
+    hub.submit([kyc(1)])
+    first = await drain(outbox)
+    hub.submit([kyc(2)])  # the same snapshot again, a moment later
+    assert await drain(outbox) == []
+    hub.submit([kyc(3, "pending")])
+    changed = await drain(outbox)
+    assert [t for t, _ in first] == [t for t, _ in changed] == ["b/i/u/status/kyc"]
+    outbox.republish_state()  # after a reconnect: sent again, even though unchanged
+    assert [t for t, _ in await drain(outbox)] == ["b/i/u/status/kyc"]
+
+
+async def test_events_are_written_to_the_journal_and_removed_on_puback(tmp_path):
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    outbox = Outbox(100)
+    outbox.persistent = outbox.seen.persistent = True
+    persister = Persister(journal, outbox)
+    for n in range(3):
+        outbox.put_event("t/tx", b"%d" % n, 1, key=f"k{n}")
+    assert Journal(tmp_path, 1000).open().events == []  # nothing written yet
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(persister.run())
+        outbox.put_event("t/tx", b"3", 1, key="k3")
+        await outbox.sync()
+        loaded = Journal(tmp_path, 1000).open()
+        assert [(seq, key) for seq, key, *_ in loaded.events] == [
+            (1, "k0"), (2, "k1"), (3, "k2"), (4, "k3"),
+        ]  # fmt: skip
+        outbox.done(await outbox.get())
+        outbox.done(await outbox.get())
+        await persister.write_once()
+        task.cancel()
+    loaded = Journal(tmp_path, 1000).open()
+    assert [key for _, key, *_ in loaded.events] == ["k2", "k3"]
+    assert loaded.delivered == ["k0", "k1"]
+    journal.close()
+
+
+async def test_a_webhook_is_answered_only_once_its_event_is_durable_and_503_when_full(tmp_path):
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    outbox = Outbox(100)
+    outbox.persistent = outbox.seen.persistent = True
+    hub = Hub(TopicMap("b"), outbox, None, 1)
+    persister = Persister(journal, outbox, interval=10.0)  # only a waiting webhook writes
+    server = WebhookServer(
+        WebhookSettings(port=0), durable=outbox.sync, overloaded=lambda: outbox.above(0.9)
+    )
+
+    def deliver(body: dict[str, str]) -> None:
+        hub.submit([
+            BalanceEvent(provider="v", id=body["id"], received_at=NOW, asset="EUR", total="1"),
+        ])  # fmt: skip
+        outbox.put_event("b/v/sync", body["id"].encode(), 1, key=body["id"])
+
+    server.add(WebhookRoute("/hook"), deliver)
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(server.run()), tg.create_task(persister.run())]
+        await asyncio.wait_for(server.listening.wait(), 5)
+        url = f"http://127.0.0.1:{server.port}/hook"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"id": "h1"}) as response:
+                assert response.status == 200
+                # the 2xx came after the event was written
+                assert [k for _, k, *_ in Journal(tmp_path, 1000).open().events] == ["h1"]
+            for n in range(2, 92):
+                outbox.put_event("b/v/sync", b"x", 1, key=f"fill-{n}")
+            async with http.post(url, json={"id": "h2"}) as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "30"
+                assert (await response.json())["error"].startswith("the outbox is nearly full")
+        assert not outbox.waiting("h2")  # refused: nothing was accepted
+        for task in tasks:
+            task.cancel()
+    journal.close()
