@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -120,14 +121,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     mqtt = None
     path = find_config(args.config)
-    if path is not None:
+    from_env = sorted(k for k in os.environ if k.startswith("FIN2MQTT_MQTT__"))
+    if path is not None or from_env:
         try:
             mqtt = load_settings(path).mqtt
         except ConfigError as exc:
             for problem in exc.problems:
                 print(f"error: {problem}", file=sys.stderr)
             return EXIT_CONFIG
-        print(f"using the broker configured in {path}", file=sys.stderr)
+        where = str(path) if path is not None else ", ".join(from_env)
+        print(f"using the broker configured in {where}", file=sys.stderr)
     setup_logging("warning")
     return asyncio.run(run_demo(mqtt, args.seconds))
 

@@ -49,3 +49,23 @@ async def test_demo_shows_messages_and_stops_on_ctrl_c():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_demo_uses_the_broker_named_in_the_environment(broker):
+    env = {
+        **os.environ,
+        "FIN2MQTT_MQTT__HOST": broker.host,
+        "FIN2MQTT_MQTT__PORT": str(broker.port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "demo", "--seconds", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        cwd="/",  # no ./fin2mqtt.toml: the environment alone names the broker
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "using the broker configured in FIN2MQTT_MQTT__HOST, FIN2MQTT_MQTT__PORT" in text
+    assert "starting an embedded MQTT broker" not in text
+    assert f"broker {broker.host}:{broker.port}" in text
+    assert "example/main/trade" in text
