@@ -1,9 +1,9 @@
 """A TCP proxy for fault injection between the daemon and a broker (or an upstream).
 
 ``stall()`` stops forwarding in both directions (a broker that accepts but never answers),
-``resume()`` lets the held bytes through, ``drop_all()`` cuts every connection (both sides see it
-closed), and a close on one side is passed on to the other, so a peer that aborts its socket is
-seen as gone by the far end, as without the proxy.
+``resume()`` forwards again (held bytes go through with the next ones), ``drop_all()`` cuts every
+connection (both sides see it closed), and a close on one side is passed on to the other even
+while stalled, so a peer that aborts its socket is seen as gone by the far end.
 """
 
 from __future__ import annotations
@@ -82,9 +82,15 @@ class TcpProxy:
         dst: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
     ) -> None:
+        held: list[bytes] = []
         try:
             while data := await src.read(CHUNK):
-                await self._open.wait()
+                if not self._open.is_set():
+                    held.append(data)  # keep reading: a close must still be noticed
+                    continue
+                if held:
+                    dst.write(b"".join(held))
+                    held.clear()
                 dst.write(data)
                 await dst.drain()
         except (OSError, asyncio.IncompleteReadError):
