@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -58,18 +59,20 @@ class Counter:
 
 
 async def ideal_bridge(
-    sim: HibachiSimulator, broker: Broker, qos: int, stop: asyncio.Event
+    base_url: str, host: str, port: int, qos: int, stop: asyncio.Event, started: bool = False
 ) -> None:
     """Forward trade frames from the simulator to ``ideal/<n>`` with 50 publishes in flight."""
-    url = f"{sim.base_url}/ws/account?accountId={ACCOUNT}"
+    url = f"{base_url}/ws/account?accountId={ACCOUNT}"
     async with (
         connect(url, additional_headers={"Authorization": API_KEY}, compression=None) as ws,
-        aiomqtt.Client(broker.host, broker.port, max_inflight_messages=50) as mqtt,
+        aiomqtt.Client(host, port, max_inflight_messages=50) as mqtt,
     ):
         mqtt.pending_calls_threshold = 100
         await ws.send(
             json.dumps({"id": 1, "method": "stream.start", "params": {"accountId": ACCOUNT}})
         )
+        if started:
+            print("started", flush=True)
         queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(1000)
 
         async def receive() -> None:
@@ -106,7 +109,7 @@ async def round_ideal(
     stop = asyncio.Event()
     async with Counter(broker, "ideal/#", n) as counter, asyncio.TaskGroup() as tg:
         starts = sim.starts
-        tg.create_task(ideal_bridge(sim, broker, qos, stop))
+        tg.create_task(ideal_bridge(sim.base_url, broker.host, broker.port, qos, stop))
         await sim.wait_until(lambda: sim.starts > starts and any(s.key for s in sim.streams))
         began = await sim.blast(ACCOUNT, n, rate, start)
         result = await counter.result()
@@ -180,4 +183,54 @@ async def latency(workdir: Path, broker: Broker, rate: float, seconds: float) ->
     }
 
 
-__all__ = ["latency", "throughput"]
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def cpu_per_event(
+    workdir: Path, broker: Broker, rate: float, seconds: float, qos: int
+) -> dict[str, float]:
+    """CPU per event at a steady ``rate``: fin2mqtt and the ideal bridge (its own process)
+    forward the same frames at the same time into the same broker; µs of CPU per event each."""
+    n = int(rate * seconds)
+    async with HibachiSimulator(expiry=60) as sim:
+        config = daemon_config(workdir / f"cpu{qos}", broker, sim, qos)
+        async with DaemonProcess(config, workdir / f"daemon-cpu{qos}") as daemon:
+            await daemon.wait_ready(30)
+            await sim.wait_until(lambda: sim.starts >= 1, timeout=30)
+            starts = sim.starts
+            ideal = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.ideal", sim.base_url, broker.host,
+                str(broker.port), str(qos), stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                assert ideal.stdout is not None
+                await ideal.stdout.readline()  # "started"
+                await sim.wait_until(lambda: sim.starts > starts, timeout=30)
+                await asyncio.sleep(0.5)
+                async with (
+                    Counter(broker, "ideal/#", n) as theirs,
+                    Counter(broker, "fin2mqtt/hib/+/trade", n) as ours,
+                ):
+                    before = cpu_seconds(daemon.pid), cpu_seconds(ideal.pid)
+                    await sim.blast(ACCOUNT, n, rate, 0)
+                    got_ours, got_theirs = await ours.result(), await theirs.result()
+                    after = cpu_seconds(daemon.pid), cpu_seconds(ideal.pid)
+            finally:
+                ideal.kill()
+                await ideal.wait()
+            await daemon.terminate(30)
+    ours_us = (after[0] - before[0]) / n * 1e6
+    theirs_us = (after[1] - before[1]) / n * 1e6
+    return {
+        "fin2mqtt_us": ours_us,
+        "ideal_us": theirs_us,
+        "ratio": ours_us / theirs_us,
+        "lost": float(2 * n - int(got_ours["distinct"]) - int(got_theirs["distinct"])),
+    }
+
+
+__all__ = ["cpu_per_event", "latency", "throughput"]
