@@ -388,3 +388,33 @@ async def test_expect_without_the_frame_fails_the_connection_and_says_what_was_m
         assert ("disconnected", "no welcome within 0.3 s") in hub.links()
         assert ("connected", None) not in hub.links()
         await stop_link(group, task, link)
+
+
+async def test_a_hang_up_in_the_handshake_is_transport_trouble_and_retried(sim):
+    sim.hang_up = True
+    link, hub, _ = make_link(sim)
+    group, task = await run_link(link)
+    await until(lambda: sim.attempts >= 3)
+    assert not task.done()  # not a bug: the link keeps retrying
+    state, error = hub.links()[-1] if hub.links()[-1][0] != "connecting" else hub.links()[-2]
+    assert state == "disconnected"
+    assert error.startswith("handshake failed: InvalidMessage: ")
+    sim.hang_up = False
+    await until(lambda: hub.links()[-1] == ("connected", None))
+    await stop_link(group, task, link)
+
+
+async def test_a_hook_sending_on_a_closed_socket_is_transport_trouble(sim):
+    class SendsAfterClose(EchoProvider):
+        async def on_connect(self, conn: Connection) -> None:
+            await super().on_connect(conn)
+            if len(sim.received) < 3:
+                await sim.close_all(1001, "going away")
+                await asyncio.sleep(0.05)
+                await conn.send({"type": "late"})
+
+    link, hub, _ = make_link(sim, SendsAfterClose("echo", EchoSettings()))
+    group, task = await run_link(link)
+    await until(lambda: sim.connects >= 2 and hub.links()[-1] == ("connected", None))
+    assert ("disconnected", "closed by server: 1001 going away") in hub.links()
+    await stop_link(group, task, link)

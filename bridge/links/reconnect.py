@@ -9,7 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
+import socketio.exceptions
 from pydantic import Field
+from websockets.exceptions import WebSocketException
 
 from bridge.api import LinkStateName, ProviderContext
 from bridge.backoff import Backoff
@@ -63,14 +66,27 @@ class RetrySettings(SecretFileModel):
 
 
 def as_failure(exc: BaseException) -> LinkFailure | None:
-    """The LinkFailure an exception means, or None for a bug that should reach the supervisor."""
+    """The LinkFailure an exception means, or None for a bug that should reach the supervisor.
+
+    Transport errors of the libraries under the links (websockets, python-socketio, aiohttp) are
+    network trouble, never bugs; the failure keeps the original as its ``__cause__``.
+    """
     if isinstance(exc, LinkFailure):
         return exc
     if isinstance(exc, TimeoutError):
-        return TransportFailure("timed out")
-    if isinstance(exc, OSError):
-        return TransportFailure(f"{type(exc).__name__}: {exc}")
-    return None
+        failure = TransportFailure("timed out")
+    elif isinstance(exc, OSError | EOFError) or _is_library_transport_error(exc):
+        failure = TransportFailure(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    else:
+        return None
+    failure.__cause__ = exc
+    return failure
+
+
+def _is_library_transport_error(exc: BaseException) -> bool:
+    return isinstance(
+        exc, WebSocketException | socketio.exceptions.SocketIOError | aiohttp.ClientError
+    )
 
 
 class Reconnector:

@@ -64,8 +64,11 @@ class SocketIOConnection:
         self.waiters = waiters
 
     async def emit(self, event: str, data: JsonValue = None) -> None:
-        """Emit one event on the link's namespace."""
-        await self.client.emit(event, data, namespace=self.namespace)
+        """Emit one event on the link's namespace (a gone connection is a TransportFailure)."""
+        try:
+            await self.client.emit(event, data, namespace=self.namespace)
+        except socketio.exceptions.SocketIOError as exc:
+            raise TransportFailure(f"cannot emit {event}: {type(exc).__name__}: {exc}") from exc
 
     async def send(self, message: JsonValue) -> None:
         """Emit ``{"event": …, "data": …}`` (the shape ``deliver`` uses for incoming events)."""
@@ -96,6 +99,10 @@ class SocketIOConnection:
             raise TransportFailure(
                 f"no acknowledgement of {message['event']} within {wait:g} s"
             ) from None
+        except socketio.exceptions.SocketIOError as exc:
+            raise TransportFailure(
+                f"cannot call {message['event']}: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 class SocketIOLink(SessionLink):
@@ -162,7 +169,7 @@ class SocketIOLink(SessionLink):
             if client.failed_namespaces:
                 reason = _message(refused[-1]) if refused else str(exc)
                 raise AuthFailure(f"namespace {ns} refused: {reason}") from None
-            raise TransportFailure(f"cannot connect: {exc}") from None
+            raise TransportFailure(f"cannot connect: {exc}") from exc
         if self.reconnector.closing.is_set():  # close() came while we were connecting
             await client.disconnect()
             return

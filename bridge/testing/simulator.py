@@ -66,9 +66,10 @@ class _Simulator(ABC):
 class WebSocketSimulator(_Simulator):
     """A WebSocket server on 127.0.0.1 (free port) that misbehaves on demand.
 
-    Faults: ``reject_status`` (refuse the handshake), ``close_on_accept`` (accept, then close
-    with a code), ``stalled`` (stop answering), ``drop_all`` (cut TCP without a close frame),
-    ``close_all`` (close with a code), ``send_garbage``.
+    Faults: ``reject_status`` (refuse the handshake), ``hang_up`` (cut TCP in the middle of
+    the handshake), ``close_on_accept`` (accept, then close with a code), ``stalled`` (stop
+    answering), ``drop_all`` (cut TCP without a close frame), ``close_all`` (close with a
+    code), ``send_garbage``.
     """
 
     path = "/"
@@ -83,6 +84,8 @@ class WebSocketSimulator(_Simulator):
         self.received: list[Any] = []
         self.reject_status: int | None = None
         self.close_on_accept: tuple[int, str] | None = None
+        self.hang_up: Callable[[Request], bool] | bool = False
+        """Hang up during the handshake (True, or for the requests the predicate picks)."""
         self._running = asyncio.Event()
         self._running.set()
         self._server: Server | None = None
@@ -139,6 +142,9 @@ class WebSocketSimulator(_Simulator):
                 return answer
         self.attempts += 1
         self._changed.set()
+        if self.hang_up is True or (callable(self.hang_up) and self.hang_up(request)):
+            ws.transport.abort()  # the client reads EOF instead of an HTTP response
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "hung up\n")
         refusal = self.check_request(request)
         if refusal is None and self.reject_status is not None:
             refusal = (self.reject_status, HTTPStatus(self.reject_status).phrase)
