@@ -11,6 +11,7 @@ from bridge.api import Link, Provider
 from bridge.backoff import Backoff
 from bridge.config import SupervisorSettings
 from bridge.context import InstanceContext
+from bridge.faults import SeenFaults, describe
 
 
 class ProviderRunner:
@@ -25,7 +26,7 @@ class ProviderRunner:
         self.backoff = Backoff(settings.restart_min, settings.restart_max)
         self.restarts = 0
         self._stopping = False
-        self._tracebacks_shown: set[str] = set()
+        self.faults = SeenFaults()
         self._link: Link | None = None
         self._log = logging.getLogger(f"fin2mqtt.supervisor.{provider.name}")
 
@@ -52,9 +53,8 @@ class ProviderRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - isolation: no plugin error stops the daemon
-            reason = f"{type(exc).__name__}: {exc}"
-            if reason not in self._tracebacks_shown:  # a bug: show where, once per distinct error
-                self._tracebacks_shown.add(reason)
+            reason = describe(exc)
+            if self.faults.first(exc):  # a bug: show where, once per kind and place
                 self._log.error("provider crashed", exc_info=exc)
             return reason
         finally:
