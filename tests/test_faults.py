@@ -33,7 +33,7 @@ async def test_the_leaf_names_the_failure_never_the_group():
     group = await in_a_task_group(crash_a, 1)
     assert isinstance(group, BaseExceptionGroup)
     assert describe(group) == "RuntimeError: bug A, time 1"
-    assert location(group).endswith("test_faults.py:11")
+    assert location(group).endswith("test_faults.py:13")
 
 
 async def test_shown_once_per_kind_and_place_whatever_the_message():
