@@ -13,12 +13,24 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from bench.stats import summary
-from bridge.api import AnyEvent, Link, Provider, ProviderContext, ProviderSettings, TransactionEvent
+from bridge.api import (
+    AnyEvent,
+    ConnectionSpec,
+    Endpoint,
+    Provider,
+    ProviderContext,
+    ProviderSettings,
+    TransactionEvent,
+    WebSocketOptions,
+    WebSocketSpec,
+)
+from bridge.config import SupervisorSettings
 from bridge.context import InstanceContext
 from bridge.dedup import SeenIds
+from bridge.faults import SeenFaults
 from bridge.hub import Hub
-from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.outbox import Outbox
+from bridge.supervisor import ConnectionRunner
 from bridge.testing.simulator import WebSocketSimulator
 from bridge.topics import TopicMap
 
@@ -51,7 +63,7 @@ class BenchProvider(Provider[ProviderSettings]):
 
     settings_model = ProviderSettings
 
-    def create_link(self, ctx: ProviderContext) -> Link:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError
 
     def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
@@ -88,7 +100,8 @@ async def through_link(url: str, n: int) -> float:
     async def endpoint() -> Endpoint:
         return Endpoint(url)
 
-    link = WebSocketLink(ctx, provider, endpoint, options=WebSocketOptions(ping_interval=None))
+    spec = WebSocketSpec(endpoint=endpoint, options=WebSocketOptions(ping_interval=None))
+    link = ConnectionRunner(provider, ctx, spec, SupervisorSettings(), SeenFaults())
     start = time.perf_counter()
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(link.run())

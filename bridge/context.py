@@ -10,9 +10,9 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from bridge.api import Provider
 from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
 from bridge.hub import Hub
+from bridge.provider import Provider
 from bridge.webhooks import WebhookServer
 
 PARSE_ERROR_LOG_EVERY = 100
@@ -73,8 +73,11 @@ class InstanceContext:
         """The current time (UTC)."""
         return self._clock()
 
-    def deliver(self, frame: Any) -> None:
-        """Parse one frame and publish its events; an unparsable frame becomes a RawEvent."""
+    def deliver(self, frame: Any, account: str | None = None) -> None:
+        """Parse one frame of ``account``'s connection and publish its events.
+
+        An unparsable frame becomes a RawEvent.
+        """
         received_at = self._clock()
         try:
             events = self.provider.parse(frame, received_at)
@@ -108,6 +111,23 @@ class InstanceContext:
         self._links[account] = event
         self._log_transition(previous, event)
         self.hub.submit([event])
+
+    def own_links(self, accounts: set[str | None]) -> None:
+        """The connections now running: clear every other link topic of this instance.
+
+        Also those written by an earlier run or version (e.g. an instance-level link of a
+        provider whose links are per account), so no link topic is left behind, untrue.
+        """
+        owned = {self.hub.topics.link(self.instance, account) for account in accounts}
+        for account in [a for a in self._links if a not in accounts]:
+            del self._links[account]
+            self._trouble.pop(account, None)
+        prefix = f"{self.hub.topics.owner(self.instance, None)}/"
+        for topic in self.hub.outbox.state_topics():
+            levels = topic.removeprefix(prefix).split("/")
+            is_link = topic.startswith(prefix) and len(levels) <= 2 and levels[-1] == "link"
+            if is_link and topic not in owned and self.hub.outbox.state(topic):
+                self.hub.clear_state(topic)
 
     def link_state(self, account: str | None = None) -> LinkStateEvent | None:
         """The last link state reported for ``account``."""

@@ -21,11 +21,11 @@ from bridge.api import (
     ProviderContext,
     ProviderSettings,
 )
-from bridge.context import InstanceContext
+from bridge.connections import ConnectionSpec
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.socketio import SocketIOEndpoint, SocketIOLink, SocketIOOptions
 from bridge.testing.simulator import SocketIOSimulator
-from tests.test_ws_link import RecordingHub, until
+from tests.test_ws_link import RecordingHub, link_context, until
 
 FAST = RetryPolicy(backoff_min=0.01, backoff_max=0.05, auth_retry=0.3)
 
@@ -49,7 +49,7 @@ class ChannelProvider(Provider[ChannelSettings]):
         if frame["event"] == "kicked":
             raise DoNotReconnect(f"kicked: {frame['data']['why']}")
 
-    def create_link(self, ctx: ProviderContext) -> SocketIOLink:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError
 
     def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
@@ -113,12 +113,12 @@ class ChannelSimulator(SocketIOSimulator):
 def make_link(sim: ChannelSimulator, token: list[str], provider=None, **options):
     provider = provider or ChannelProvider("vz", ChannelSettings())
     hub = RecordingHub()
-    ctx = InstanceContext(provider, hub)
+    ctx = link_context(provider, hub)
 
     async def endpoint() -> SocketIOEndpoint:
         return SocketIOEndpoint(sim.url, namespace="/ws", auth={"token": token[0]})
 
-    link = SocketIOLink(ctx, provider, endpoint, options=SocketIOOptions(retry=FAST, **options))
+    link = SocketIOLink(ctx, provider, endpoint, options=SocketIOOptions(**options), retry=FAST)
     return link, hub
 
 

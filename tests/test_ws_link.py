@@ -22,12 +22,15 @@ from bridge.api import (
     RawEvent,
     TransactionEvent,
 )
+from bridge.connections import ConnectionSpec
 from bridge.context import InstanceContext
 from bridge.dedup import SeenIds
 from bridge.hub import Hub
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
+from bridge.linkstate import LinkStatus
 from bridge.outbox import Outbox
+from bridge.supervisor import ConnectionContext
 from bridge.testing.simulator import WebSocketSimulator
 from bridge.topics import TopicMap
 
@@ -56,7 +59,7 @@ class EchoProvider(Provider[EchoSettings]):
         super().__init__(name, settings)
         self.stopped: list[int] = []
 
-    def create_link(self, ctx: ProviderContext) -> WebSocketLink:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError  # the tests build links themselves
 
     def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
@@ -144,18 +147,28 @@ class RecordingHub(Hub):
         return [e.id for e in self.events if isinstance(e, TransactionEvent)]
 
 
+def link_context(provider, hub, account: str | None = None) -> ConnectionContext:
+    """What the core gives one connection's link, without the rest of the daemon."""
+    ctx = InstanceContext(provider, hub)
+
+    def publish(state, error):
+        ctx.set_link_state(state, error=error, account=account)
+
+    return ConnectionContext(ctx, account, LinkStatus(publish, ctx.logger))
+
+
 def make_link(sim: EchoSimulator, provider: EchoProvider | None = None, **kw):
     provider = provider or EchoProvider("echo", EchoSettings())
     hub = RecordingHub()
-    ctx = InstanceContext(provider, hub)
+    ctx = link_context(provider, hub)
     calls: list[float] = []
 
     async def endpoint() -> Endpoint:
         calls.append(time.monotonic())
         return Endpoint(sim.url, {"Authorization": f"key-{len(calls)}"})
 
-    options = WebSocketOptions(retry=FAST, ping_interval=None, **kw)
-    return WebSocketLink(ctx, provider, endpoint, options=options), hub, calls
+    options = WebSocketOptions(ping_interval=None, **kw)
+    return WebSocketLink(ctx, provider, endpoint, options=options, retry=FAST), hub, calls
 
 
 async def until(predicate, timeout=5.0):

@@ -19,10 +19,10 @@ import socketio
 import socketio.packet
 from pydantic import JsonValue
 
-from bridge.api import Provider, ProviderContext
 from bridge.errors import AuthFailure, LinkFailure, TransportFailure
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink, Waiters, process_forever
+from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
+from bridge.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,6 @@ OverflowPolicy = Literal["reconnect", "drop_oldest"]
 class SocketIOOptions:
     """Tuning of a Socket.IO link."""
 
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = 10.0
     request_timeout: float = 10.0
     queue_size: int = 10_000
@@ -184,21 +183,22 @@ class SocketIOLink(SessionLink):
 
     def __init__(
         self,
-        ctx: ProviderContext,
+        ctx: LinkContext,
         provider: Provider[Any],
         endpoint: Callable[[], Awaitable[SocketIOEndpoint]],
         *,
-        account: str | None = None,
         options: SocketIOOptions | None = None,
+        retry: RetryPolicy | None = None,
+        on_failure: Callable[[LinkFailure], None] | None = None,
     ) -> None:
         self.options = options or SocketIOOptions()
         super().__init__(
             ctx,
             provider,
-            account=account,
-            retry=self.options.retry,
+            retry=retry or RetryPolicy(),
             stop_timeout=self.options.stop_timeout,
             label="socket.io",
+            on_failure=on_failure,
         )
         self.endpoint = endpoint
 
@@ -207,6 +207,7 @@ class SocketIOLink(SessionLink):
 
     async def _session(self) -> None:
         target = await self.endpoint()
+        self.reconnector.dialing()
         ns = target.namespace
         client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         client.packet_class = _DecimalPacket

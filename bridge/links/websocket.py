@@ -31,7 +31,6 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from bridge.api import Provider, ProviderContext
 from bridge.errors import (
     AuthFailure,
     LinkFailure,
@@ -39,7 +38,8 @@ from bridge.errors import (
     UpstreamConfigFailure,
 )
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink, Waiters, process_forever
+from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
+from bridge.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,6 @@ class Endpoint:
 class WebSocketOptions:
     """Tuning of a WebSocket link; the defaults suit a real upstream."""
 
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_id_field: str = "id"
     """Field of a request (and its reply) that carries the request id."""
     request_timeout: float = 10.0
@@ -201,23 +200,24 @@ class WebSocketLink(SessionLink):
 
     def __init__(
         self,
-        ctx: ProviderContext,
+        ctx: LinkContext,
         provider: Provider[Any],
         endpoint: Callable[[], Awaitable[Endpoint]],
         *,
-        account: str | None = None,
         options: WebSocketOptions | None = None,
+        retry: RetryPolicy | None = None,
         renew: Callable[[], Awaitable[str]] | None = None,
+        on_failure: Callable[[LinkFailure], None] | None = None,
     ) -> None:
         """``renew``, when given, returns (with a reason) when the connection should be renewed."""
         self.options = options or WebSocketOptions()
         super().__init__(
             ctx,
             provider,
-            account=account,
-            retry=self.options.retry,
+            retry=retry or RetryPolicy(),
             stop_timeout=self.options.stop_timeout,
             label="websocket",
+            on_failure=on_failure,
         )
         self.endpoint = endpoint
         self.renew = renew
@@ -230,6 +230,7 @@ class WebSocketLink(SessionLink):
 
     async def _session(self) -> None:
         target = await self.endpoint()
+        self.reconnector.dialing()
         o = self.options
         try:
             ws = await connect(

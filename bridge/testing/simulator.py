@@ -259,6 +259,19 @@ class SocketIOSimulator(_Simulator):
             await self.sio.disconnect(sid, namespace=self.namespace)
 
 
+def text_response(status: int, text: str, content_type: str = "text/html") -> Response:
+    """An HTTP response that is not JSON (e.g. a proxy's maintenance page)."""
+    payload = text.encode()
+    fields = Headers(
+        {
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "Content-Length": str(len(payload)),
+            "Connection": "close",
+        }
+    )
+    return Response(status, HTTPStatus(status).phrase, fields, payload)
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """An HTTP response with a JSON body, closing the connection (websockets serves one request
     per connection)."""

@@ -20,24 +20,25 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr
 
 from bridge.api import (
+    MARKET_PRICE,
     STANDARD_ENTITIES,
     AnyEvent,
     AuthFailure,
     BalanceEvent,
     Connection,
+    ConnectionSpec,
+    Endpoint,
     EntitySpec,
-    Link,
     MarketPriceEvent,
     Provider,
     ProviderContext,
     ProviderSettings,
     RawEvent,
+    RetrySettings,
     TradeEvent,
+    WebSocketSpec,
     stable_id,
 )
-from bridge.entities import MARKET_PRICE
-from bridge.links.reconnect import RetrySettings
-from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 
 
 class ExampleSettings(RetrySettings, ProviderSettings):
@@ -57,15 +58,14 @@ class ExampleProvider(Provider[ExampleSettings]):
     entities: ClassVar[Sequence[EntitySpec]] = (*STANDARD_ENTITIES, MARKET_PRICE)
     keepalive_interval: ClassVar[float | None] = 15.0
 
-    def create_link(self, ctx: ProviderContext) -> Link:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         """One WebSocket; the core reconnects it."""
         s = self.settings
 
         async def endpoint() -> Endpoint:
             return Endpoint(s.url, {"Authorization": f"Bearer {s.api_key.get_secret_value()}"})
 
-        options = WebSocketOptions(retry=s.retry_policy())
-        return WebSocketLink(ctx, self, endpoint, options=options)
+        return [WebSocketSpec(endpoint=endpoint, retry=s.retry_policy())]
 
     async def on_connect(self, conn: Connection) -> None:
         """Subscribe; the reply (the wallet snapshot) goes to ``parse``."""
