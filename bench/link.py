@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -17,6 +16,7 @@ from bridge.api import (
     AnyEvent,
     ConnectionSpec,
     Endpoint,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
@@ -66,13 +66,13 @@ class BenchProvider(Provider[ProviderSettings]):
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         return [
             TransactionEvent(
                 provider=self.name,
                 account="a",
                 id=f"tx-{frame['seq']}",
-                received_at=received_at,
+                received_at=ctx.received_at,
                 type="deposit",
                 asset=frame["asset"],
                 amount=frame["amount"],

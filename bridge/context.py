@@ -11,7 +11,9 @@ from typing import Any
 from pydantic import JsonValue
 
 from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
+from bridge.helpers import ParseContext
 from bridge.hub import Hub
+from bridge.parsing import frame_events
 from bridge.provider import Provider
 from bridge.webhooks import WebhookServer
 
@@ -80,7 +82,9 @@ class InstanceContext:
         """
         received_at = self._clock()
         try:
-            events = self.provider.parse(frame, received_at)
+            events = frame_events(
+                self.provider, frame, ParseContext(self.instance, account, received_at)
+            )
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
             events = [self._unparsed(frame, received_at, exc)]
         self.hub.submit(events)

@@ -17,6 +17,7 @@ from bridge.events import AnyEvent
 
 if TYPE_CHECKING:
     from bridge.connections import ConnectionSpec
+    from bridge.helpers import ParseContext
 
 
 class ProviderSettings(SecretFileModel):
@@ -131,8 +132,13 @@ class Provider(ABC, Generic[SettingsT]):
         """
 
     @abstractmethod
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
-        """Turn one upstream frame into events. Pure: no I/O, no clock, no state changes."""
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent] | None:
+        """Turn one upstream frame into events. Pure: no I/O, no clock, no state changes.
+
+        ``ctx.event(Model, …)`` fills ``provider``, ``account`` (the connection's) and
+        ``received_at``. Return None (or raise ``Unhandled``) for a frame no model covers: the
+        core publishes it as a ``raw`` event. Any other exception publishes it as ``unparsed``.
+        """
 
     async def on_connect(self, conn: Connection) -> None:
         """Called once the link is open: authenticate, subscribe, request a snapshot.

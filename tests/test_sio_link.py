@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +16,7 @@ from bridge.api import (
     Connection,
     DoNotReconnect,
     NotificationEvent,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
@@ -52,7 +52,8 @@ class ChannelProvider(Provider[ChannelSettings]):
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
+        received_at = ctx.received_at
         if self.parse_delay:
             time.sleep(self.parse_delay)  # a slow consumer: python-socketio reads on regardless
         self.parsed.append(frame)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -16,6 +15,7 @@ from bridge.api import (
     Connection,
     DoNotReconnect,
     LinkStateEvent,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
@@ -62,7 +62,8 @@ class EchoProvider(Provider[EchoSettings]):
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError  # the tests build links themselves
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
+        received_at = ctx.received_at
         if self.parse_delay:
             time.sleep(self.parse_delay)  # a slow consumer, to build a backlog
         if isinstance(frame, dict) and frame.get("type") == "event":

@@ -61,6 +61,14 @@ from bridge.events import (
     TransactionEvent,
     stable_id,
 )
+from bridge.helpers import (
+    ParseContext,
+    Unhandled,
+    decimal,
+    decimal_or_none,
+    to_json,
+    utc_time,
+)
 from bridge.http import HttpClient, RateLimiter
 from bridge.links.reconnect import RetryPolicy, RetrySettings
 from bridge.links.socketio import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
@@ -119,6 +127,7 @@ __all__ = [
     "OrderBookLevel",
     "OrderEvent",
     "OverflowPolicy",
+    "ParseContext",
     "PositionEvent",
     "Provider",
     "ProviderContext",
@@ -137,13 +146,18 @@ __all__ = [
     "TradeEvent",
     "TransactionEvent",
     "TransportFailure",
+    "Unhandled",
     "UpstreamConfigFailure",
     "WebSocketOptions",
     "WebSocketSpec",
     "WebhookRoute",
     "WebhookSpec",
+    "decimal",
+    "decimal_or_none",
     "jwt_claims",
     "jwt_expiry",
     "renew_when_due",
     "stable_id",
+    "to_json",
+    "utc_time",
 ]

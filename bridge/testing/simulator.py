@@ -81,6 +81,8 @@ class WebSocketSimulator(_Simulator):
         self.connects = 0
         """Connections accepted."""
         self.connections: set[ServerConnection] = set()
+        self.subscribers: set[ServerConnection] = set()
+        """Clients that authenticated or subscribed (``subscribe``): what ``broadcast`` reaches."""
         self.received: list[Any] = []
         self.reject_status: int | None = None
         self.close_on_accept: tuple[int, str] | None = None
@@ -167,6 +169,7 @@ class WebSocketSimulator(_Simulator):
             pass
         finally:
             self.connections.discard(ws)
+            self.subscribers.discard(ws)
             self._changed.set()
 
     async def recv_json(self, ws: ServerConnection) -> Any:
@@ -183,12 +186,26 @@ class WebSocketSimulator(_Simulator):
         if not self.stalled:
             await ws.send(json.dumps(message))
 
-    async def broadcast(self, messages: Iterable[Any]) -> None:
-        """Send messages to every connected client."""
-        for ws in list(self.connections):
+    def subscribe(self, ws: ServerConnection) -> None:
+        """Mark a client as authenticated/subscribed: ``broadcast`` reaches it from now on."""
+        self.subscribers.add(ws)
+        self._changed.set()
+
+    async def broadcast(self, messages: Iterable[Any], *, everyone: bool = False) -> None:
+        """Send messages to the subscribed clients (``everyone``: to every connected one).
+
+        ``bytes`` go out as binary frames, anything else as JSON text.
+        """
+        messages = list(messages)
+        for ws in list(self.connections if everyone else self.subscribers):
             for message in messages:
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(json.dumps(message))
+                    await ws.send(message if isinstance(message, bytes) else json.dumps(message))
+
+    async def send_binary(self, ws: ServerConnection, data: bytes) -> None:
+        """Send one binary frame (unless ``stalled``)."""
+        if not self.stalled:
+            await ws.send(data)
 
     async def send_garbage(self) -> None:
         """A frame that is not JSON."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -21,6 +20,7 @@ from bridge.api import (
     Connection,
     ConnectionSpec,
     Endpoint,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
@@ -147,9 +147,9 @@ class HibachiProvider(Provider[HibachiSettings]):
         ):
             raise TransportFailure("listen key expired (stream_expired)")
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Frames to events (see ``fin2mqtt_hibachi.parse``)."""
-        return parse_frame(self.name, self.alias, frame, received_at)
+        return parse_frame(self.name, self.alias, frame, ctx.received_at)
 
 
 __all__ = ["HibachiAccount", "HibachiProvider", "HibachiSettings"]

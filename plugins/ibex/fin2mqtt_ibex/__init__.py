@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from bridge.api import (
@@ -25,6 +24,7 @@ from bridge.api import (
     Endpoint,
     EntitySpec,
     LinkFailure,
+    ParseContext,
     Provider,
     ProviderContext,
     RateLimiter,
@@ -128,9 +128,9 @@ class IbexProvider(Provider[IbexSettings]):
         if is_signal_only(frame):
             self._user_changed.set()
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Frames to events (see ``fin2mqtt_ibex.parse``)."""
-        return parse_frame(self.naming, frame, received_at)
+        return parse_frame(self.naming, frame, ctx.received_at)
 
 
 def _auth_failure(data: Any) -> LinkFailure:

@@ -29,6 +29,7 @@ from bridge.api import (
     RawEvent,
     UpstreamConfigFailure,
     stable_id,
+    to_json,
 )
 from fin2mqtt_ibex.auth import TokenGate
 from fin2mqtt_ibex.parse import (
@@ -36,7 +37,6 @@ from fin2mqtt_ibex.parse import (
     parse_balances_response,
     parse_transactions_response,
     parse_user,
-    to_json,
 )
 from fin2mqtt_ibex.settings import IbexSettings
 

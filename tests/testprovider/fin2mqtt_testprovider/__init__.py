@@ -26,6 +26,7 @@ from bridge.api import (
     Link,
     LinkHost,
     Money,
+    ParseContext,
     PositionEvent,
     Provider,
     ProviderContext,
@@ -74,11 +75,11 @@ class TestProvider(Provider[TestProviderSettings]):
         """One custom link (a new timer for each run)."""
         return [CustomSpec(link=lambda host: TickLink(self, host))]
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Snapshot and tick frames to events; anything else is an error (→ raw event)."""
         s = self.settings
         data = json.loads(frame)
-        common = {"provider": self.name, "account": s.account, "received_at": received_at}
+        common = ctx.for_account(s.account).common
         if data["type"] == "snapshot":
             events: list[AnyEvent] = [
                 BalanceEvent(
