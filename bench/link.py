@@ -6,18 +6,30 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 
 from bench.stats import summary
-from bridge.api import AnyEvent, Link, Provider, ProviderContext, ProviderSettings, TransactionEvent
+from bridge.api import (
+    AnyEvent,
+    ConnectionSpec,
+    Endpoint,
+    ParseContext,
+    Provider,
+    ProviderContext,
+    ProviderSettings,
+    TransactionEvent,
+    WebSocketOptions,
+    WebSocketSpec,
+)
+from bridge.config import SupervisorSettings
 from bridge.context import InstanceContext
+from bridge.faults import SeenFaults
 from bridge.hub import Hub
-from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.outbox import Outbox
+from bridge.supervisor import ConnectionRunner
 from bridge.testing.simulator import WebSocketSimulator
 from bridge.topics import TopicMap
 
@@ -50,16 +62,16 @@ class BenchProvider(Provider[ProviderSettings]):
 
     settings_model = ProviderSettings
 
-    def create_link(self, ctx: ProviderContext) -> Link:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         return [
             TransactionEvent(
                 provider=self.name,
                 account="a",
                 id=f"tx-{frame['seq']}",
-                received_at=received_at,
+                received_at=ctx.received_at,
                 type="deposit",
                 asset=frame["asset"],
                 amount=frame["amount"],
@@ -87,7 +99,8 @@ async def through_link(url: str, n: int) -> float:
     async def endpoint() -> Endpoint:
         return Endpoint(url)
 
-    link = WebSocketLink(ctx, provider, endpoint, options=WebSocketOptions(ping_interval=None))
+    spec = WebSocketSpec(endpoint=endpoint, options=WebSocketOptions(ping_interval=None))
+    link = ConnectionRunner(provider, ctx, spec, SupervisorSettings(), SeenFaults())
     start = time.perf_counter()
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(link.run())

@@ -10,9 +10,11 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from bridge.api import Provider
 from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
+from bridge.helpers import ParseContext
 from bridge.hub import Hub
+from bridge.parsing import frame_events
+from bridge.provider import Provider
 from bridge.webhooks import WebhookServer
 
 PARSE_ERROR_LOG_EVERY = 100
@@ -73,11 +75,16 @@ class InstanceContext:
         """The current time (UTC)."""
         return self._clock()
 
-    def deliver(self, frame: Any) -> None:
-        """Parse one frame and publish its events; an unparsable frame becomes a RawEvent."""
+    def deliver(self, frame: Any, account: str | None = None) -> None:
+        """Parse one frame of ``account``'s connection and publish its events.
+
+        An unparsable frame becomes a RawEvent.
+        """
         received_at = self._clock()
         try:
-            events = self.provider.parse(frame, received_at)
+            events = frame_events(
+                self.provider, frame, ParseContext(self.instance, account, received_at)
+            )
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
             events = [self._unparsed(frame, received_at, exc)]
         self.hub.submit(events)
@@ -108,6 +115,23 @@ class InstanceContext:
         self._links[account] = event
         self._log_transition(previous, event)
         self.hub.submit([event])
+
+    def own_links(self, accounts: set[str | None]) -> None:
+        """The connections now running: clear every other link topic of this instance.
+
+        Also those written by an earlier run or version (e.g. an instance-level link of a
+        provider whose links are per account), so no link topic is left behind, untrue.
+        """
+        owned = {self.hub.topics.link(self.instance, account) for account in accounts}
+        for account in [a for a in self._links if a not in accounts]:
+            del self._links[account]
+            self._trouble.pop(account, None)
+        prefix = f"{self.hub.topics.owner(self.instance, None)}/"
+        # this run's link topics and those the previous run left (the retained-state store)
+        for topic in self.hub.retained.topics((prefix,)):
+            levels = topic.removeprefix(prefix).split("/")
+            if len(levels) <= 2 and levels[-1] == "link" and topic not in owned:
+                self.hub.clear_state(topic)
 
     def link_state(self, account: str | None = None) -> LinkStateEvent | None:
         """The last link state reported for ``account``."""

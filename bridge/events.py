@@ -53,7 +53,7 @@ def stable_id(*parts: object) -> str:
 class BaseEvent(BaseModel):
     """Fields every event carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     retained: ClassVar[bool] = False
     """True for state (kept retained per topic), False for events (QoS 1, not retained)."""
@@ -67,7 +67,9 @@ class BaseEvent(BaseModel):
     id: Id
     """Stable id: the same upstream fact always gets the same id (used for deduplication)."""
     source_time: datetime | None = None
+    """When the upstream says the fact happened (UTC), if it says."""
     received_at: datetime
+    """When the bridge received the frame (UTC)."""
 
 
 class BalanceEvent(BaseEvent):
@@ -173,7 +175,7 @@ class MarketPriceEvent(BaseEvent):
 class OrderBookLevel(BaseModel):
     """One price level of an order book."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
     price: Money
     size: Money
 

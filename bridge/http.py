@@ -116,6 +116,7 @@ class HttpClient:
         url = f"{self.base_url}{path}"
         self.backoff.reset()
         last = "no attempt"
+        cause: BaseException | None = None
         wait_at_least = 0.0
         for attempt in range(self.retries + 1):
             if attempt:
@@ -128,22 +129,40 @@ class HttpClient:
                 async with self._session.request(
                     method, url, params=params, json=body, headers=headers
                 ) as resp:
-                    text = await resp.text()
+                    raw = await resp.read()
+                    text = raw.decode(resp.get_encoding() if raw else "utf-8", errors="replace")
+                    content_type = resp.content_type
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
+            except (aiohttp.ClientError, TimeoutError, OSError, LookupError) as exc:
+                last = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                cause = exc
                 continue
             if status < 400:
-                return json.loads(text, parse_float=Decimal) if text else None
+                return _decode(method, path, text, content_type)
             if status in (401, 403):
                 raise AuthFailure(f"{method} {path}: HTTP {status}")
             if status == 429 or status >= 500:
-                last = f"HTTP {status}"
+                last, cause = f"HTTP {status}", None
                 wait_at_least = _seconds(retry_after)
                 continue
             raise UpstreamConfigFailure(f"{method} {path}: HTTP {status}: {text[:200]}")
-        raise TransportFailure(f"{method} {path} failed {self.retries + 1} times: {last}")
+        failure = TransportFailure(f"{method} {path} failed {self.retries + 1} times: {last}")
+        raise failure from cause
+
+
+def _decode(method: str, path: str, text: str, content_type: str) -> Any:
+    """A JSON body (floats as Decimal); anything else (an HTML maintenance page) is a
+    TransportFailure: the upstream is not answering as itself."""
+    if not text:
+        return None
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        snippet = " ".join(text[:60].split())
+        raise TransportFailure(
+            f"{method} {path}: undecodable body ({content_type or 'no content type'}: {snippet!r})"
+        ) from exc
 
 
 def _seconds(retry_after: str | None) -> float:

@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import ValidationError
 from stevedore import NamedExtensionManager
 
-from bridge.api import Provider, ProviderSettings
 from bridge.config import ProviderEntry, describe_errors
 from bridge.errors import ConfigError
+from bridge.provider import Provider, ProviderSettings
 from bridge.secrets import credentials_dir, read_secret_file, secret_fields
 
 GROUP = "fin2mqtt.providers"

@@ -184,7 +184,7 @@ def test_plugins_and_version():
         in result.stdout
     )
     version = run_cli("--version")
-    assert version.stdout.startswith("fin2mqtt 0.1.0")
+    assert version.stdout.startswith("fin2mqtt 0.2.0")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["check", "--help"]])

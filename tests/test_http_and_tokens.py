@@ -97,6 +97,17 @@ async def test_gives_up_after_retries_and_classifies_4xx(upstream):
             await http.get_json("/v1/balances")
 
 
+async def test_an_html_page_instead_of_json_is_transport_trouble_not_a_decode_error(upstream):
+    url, script, _seen = upstream
+    script.append((200, {}, "<html><body>Down for maintenance</body></html>"))
+    async with client(url) as http:
+        with pytest.raises(TransportFailure) as caught:
+            await http.get_json("/v1/balances")
+    assert str(caught.value).startswith("GET /v1/balances: undecodable body (application/json: ")
+    assert "Down for maintenance" in str(caught.value)
+    assert type(caught.value.__cause__).__name__ == "JSONDecodeError"
+
+
 async def test_rate_limiter_never_exceeds_any_window(upstream):
     url, _script, seen = upstream
     limiter = RateLimiter([(10, 0.5), (4, 0.1)])

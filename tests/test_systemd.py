@@ -68,7 +68,7 @@ async def test_logs_under_journald_carry_priority_and_no_timestamp(broker, daemo
         await daemon.wait_ready()
         await daemon.terminate()
     lines = daemon.log().splitlines()
-    assert "<6>fin2mqtt: fin2mqtt 0.1.0 starting: 1 provider instance(s)" in lines
+    assert "<6>fin2mqtt: fin2mqtt 0.2.0 starting: 1 provider instance(s)" in lines
     assert any(line.startswith("<6>fin2mqtt: ready (") for line in lines)
 
 
@@ -79,7 +79,7 @@ async def test_logs_outside_journald_have_timestamps(broker, daemon_config, tmp_
         await daemon.terminate()
     line = next(l for l in daemon.log().splitlines() if "starting" in l)
     assert line[:4].isdigit() and line[4] == "-"  # 2026-…
-    assert line.endswith(" INFO    fin2mqtt: fin2mqtt 0.1.0 starting: 1 provider instance(s)")
+    assert line.endswith(" INFO    fin2mqtt: fin2mqtt 0.2.0 starting: 1 provider instance(s)")
 
 
 async def test_sigterm_before_the_broker_is_reachable_exits_cleanly(

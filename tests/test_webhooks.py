@@ -152,9 +152,11 @@ def test_client_address_walks_trusted_hops():
 
 
 async def test_webhook_link_delivers_accepted_posts_to_the_provider():
-    from bridge.api import Link
+    from bridge.api import WebhookSpec
+    from bridge.config import SupervisorSettings
     from bridge.context import InstanceContext
-    from bridge.links.webhook import WebhookLink
+    from bridge.faults import SeenFaults
+    from bridge.supervisor import ConnectionRunner
     from bridge.testing.simulator import WebhookSender
     from tests.test_ws_link import EchoProvider, EchoSettings, RecordingHub, until
 
@@ -162,9 +164,8 @@ async def test_webhook_link_delivers_accepted_posts_to_the_provider():
     provider = EchoProvider("hooks", EchoSettings())
     hub = RecordingHub()
     ctx = InstanceContext(provider, hub, server)
-    link: Link = WebhookLink(
-        ctx, WebhookRoute("/hooks/echo", required_headers={"x-client-id": None})
-    )
+    spec = WebhookSpec(route=WebhookRoute("/hooks/echo", required_headers={"x-client-id": None}))
+    link = ConnectionRunner(provider, ctx, spec, SupervisorSettings(), SeenFaults())
     async with asyncio.TaskGroup() as tg:
         serving = tg.create_task(server.run())
         running = tg.create_task(link.run())

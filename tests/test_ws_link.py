@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 import pytest
@@ -16,17 +15,21 @@ from bridge.api import (
     Connection,
     DoNotReconnect,
     LinkStateEvent,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
     RawEvent,
     TransactionEvent,
 )
+from bridge.connections import ConnectionSpec
 from bridge.context import InstanceContext
 from bridge.hub import Hub
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
+from bridge.linkstate import LinkStatus
 from bridge.outbox import Outbox
+from bridge.supervisor import ConnectionContext
 from bridge.testing.simulator import WebSocketSimulator
 from bridge.topics import TopicMap
 
@@ -55,10 +58,11 @@ class EchoProvider(Provider[EchoSettings]):
         super().__init__(name, settings)
         self.stopped: list[int] = []
 
-    def create_link(self, ctx: ProviderContext) -> WebSocketLink:
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         raise NotImplementedError  # the tests build links themselves
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
+        received_at = ctx.received_at
         if self.parse_delay:
             time.sleep(self.parse_delay)  # a slow consumer, to build a backlog
         if isinstance(frame, dict) and frame.get("type") == "event":
@@ -143,18 +147,28 @@ class RecordingHub(Hub):
         return [e.id for e in self.events if isinstance(e, TransactionEvent)]
 
 
+def link_context(provider, hub, account: str | None = None) -> ConnectionContext:
+    """What the core gives one connection's link, without the rest of the daemon."""
+    ctx = InstanceContext(provider, hub)
+
+    def publish(state, error):
+        ctx.set_link_state(state, error=error, account=account)
+
+    return ConnectionContext(ctx, account, LinkStatus(publish, ctx.logger))
+
+
 def make_link(sim: EchoSimulator, provider: EchoProvider | None = None, **kw):
     provider = provider or EchoProvider("echo", EchoSettings())
     hub = RecordingHub()
-    ctx = InstanceContext(provider, hub)
+    ctx = link_context(provider, hub)
     calls: list[float] = []
 
     async def endpoint() -> Endpoint:
         calls.append(time.monotonic())
         return Endpoint(sim.url, {"Authorization": f"key-{len(calls)}"})
 
-    options = WebSocketOptions(retry=FAST, ping_interval=None, **kw)
-    return WebSocketLink(ctx, provider, endpoint, options=options), hub, calls
+    options = WebSocketOptions(ping_interval=None, **kw)
+    return WebSocketLink(ctx, provider, endpoint, options=options, retry=FAST), hub, calls
 
 
 async def until(predicate, timeout=5.0):
@@ -387,3 +401,33 @@ async def test_expect_without_the_frame_fails_the_connection_and_says_what_was_m
         assert ("disconnected", "no welcome within 0.3 s") in hub.links()
         assert ("connected", None) not in hub.links()
         await stop_link(group, task, link)
+
+
+async def test_a_hang_up_in_the_handshake_is_transport_trouble_and_retried(sim):
+    sim.hang_up = True
+    link, hub, _ = make_link(sim)
+    group, task = await run_link(link)
+    await until(lambda: sim.attempts >= 3)
+    assert not task.done()  # not a bug: the link keeps retrying
+    state, error = hub.links()[-1] if hub.links()[-1][0] != "connecting" else hub.links()[-2]
+    assert state == "disconnected"
+    assert error.startswith("handshake failed: InvalidMessage: ")
+    sim.hang_up = False
+    await until(lambda: hub.links()[-1] == ("connected", None))
+    await stop_link(group, task, link)
+
+
+async def test_a_hook_sending_on_a_closed_socket_is_transport_trouble(sim):
+    class SendsAfterClose(EchoProvider):
+        async def on_connect(self, conn: Connection) -> None:
+            await super().on_connect(conn)
+            if len(sim.received) < 3:
+                await sim.close_all(1001, "going away")
+                await asyncio.sleep(0.05)
+                await conn.send({"type": "late"})
+
+    link, hub, _ = make_link(sim, SendsAfterClose("echo", EchoSettings()))
+    group, task = await run_link(link)
+    await until(lambda: sim.connects >= 2 and hub.links()[-1] == ("connected", None))
+    assert ("disconnected", "closed by server: 1001 going away") in hub.links()
+    await stop_link(group, task, link)

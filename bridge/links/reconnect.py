@@ -8,10 +8,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+import aiohttp
+import socketio.exceptions
 from pydantic import Field
+from websockets.exceptions import WebSocketException
 
-from bridge.api import LinkStateName, ProviderContext
 from bridge.backoff import Backoff
 from bridge.config import SecretFileModel
 from bridge.errors import (
@@ -21,6 +24,7 @@ from bridge.errors import (
     TransportFailure,
     UpstreamConfigFailure,
 )
+from bridge.events import LinkStateName
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +67,35 @@ class RetrySettings(SecretFileModel):
 
 
 def as_failure(exc: BaseException) -> LinkFailure | None:
-    """The LinkFailure an exception means, or None for a bug that should reach the supervisor."""
+    """The LinkFailure an exception means, or None for a bug that should reach the supervisor.
+
+    Transport errors of the libraries under the links (websockets, python-socketio, aiohttp) are
+    network trouble, never bugs; the failure keeps the original as its ``__cause__``.
+    """
     if isinstance(exc, LinkFailure):
         return exc
     if isinstance(exc, TimeoutError):
-        return TransportFailure("timed out")
-    if isinstance(exc, OSError):
-        return TransportFailure(f"{type(exc).__name__}: {exc}")
-    return None
+        failure = TransportFailure("timed out")
+    elif isinstance(exc, OSError | EOFError) or _is_library_transport_error(exc):
+        failure = TransportFailure(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    else:
+        return None
+    failure.__cause__ = exc
+    return failure
+
+
+def _is_library_transport_error(exc: BaseException) -> bool:
+    return isinstance(
+        exc, WebSocketException | socketio.exceptions.SocketIOError | aiohttp.ClientError
+    )
+
+
+class StateReport(Protocol):
+    """Where a link reports its transport's state: the core's owner of the link topic."""
+
+    def report(self, state: LinkStateName, error: str | None = None) -> None:
+        """The transport is now in ``state`` (with the failure that put it there)."""
+        ...
 
 
 class Reconnector:
@@ -78,16 +103,16 @@ class Reconnector:
 
     def __init__(
         self,
-        ctx: ProviderContext,
+        ctx: StateReport,
         policy: RetryPolicy,
         *,
-        account: str | None = None,
         label: str = "link",
+        on_failure: Callable[[LinkFailure], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.policy = policy
-        self.account = account
         self.label = label
+        self.on_failure = on_failure
         self.backoff = Backoff(policy.backoff_min, policy.backoff_max)
         self.attempts = 0
         self.closing = asyncio.Event()
@@ -98,14 +123,22 @@ class Reconnector:
     def connected(self) -> None:
         """A session calls this once it is fully up (authenticated, subscribed)."""
         self._connected_at = time.monotonic()
-        self.ctx.set_link_state("connected", account=self.account)
+        self.ctx.report("connected")
+
+    def dialing(self) -> None:
+        """A session calls this once it knows where to connect (its endpoint answered).
+
+        Not before: an endpoint that keeps waiting for usable credentials stays ``auth_failed``
+        instead of flapping through ``connecting`` on every look.
+        """
+        self.ctx.report("connecting")
 
     async def run(self, session: Callable[[], Awaitable[None]]) -> None:
         """Call ``session`` again and again until ``close``; returns after a clean close."""
+        self.ctx.report("connecting")
         while not self.closing.is_set():
             self.attempts += 1
             self._connected_at = None
-            self.ctx.set_link_state("connecting", account=self.account)
             try:
                 await session()
                 failure: LinkFailure = TransportFailure("connection ended")
@@ -121,9 +154,9 @@ class Reconnector:
             state: LinkStateName = (
                 "auth_failed" if isinstance(failure, AuthFailure) else "disconnected"
             )
-            self.ctx.set_link_state(
-                state, error=str(failure) or type(failure).__name__, account=self.account
-            )
+            self.ctx.report(state, str(failure) or type(failure).__name__)
+            if self.on_failure is not None:
+                self.on_failure(failure)
             log.debug("%s: %s; next attempt in %.3f s", self.label, failure, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.closing.wait(), delay)

@@ -8,9 +8,9 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from bridge.api import Connection, Link, Provider, ProviderContext
-from bridge.errors import TransportFailure
-from bridge.links.reconnect import Reconnector, RetryPolicy
+from bridge.errors import LinkFailure, TransportFailure
+from bridge.links.reconnect import Reconnector, RetryPolicy, StateReport
+from bridge.provider import Connection, Link, Provider
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,19 @@ class Waiters:
         self._waiting.clear()
 
 
+class LinkContext(StateReport, Protocol):
+    """What the core gives one connection's link: frames go to ``deliver``, state to ``report``."""
+
+    @property
+    def account(self) -> str | None:
+        """The connection's account."""
+        ...
+
+    def deliver(self, frame: Any) -> None:
+        """Hand one frame to ``parse`` and publish what it yields."""
+        ...
+
+
 class OpenConnection(Connection, Protocol):
     """A connection a session link holds; ``ready`` once ``on_connect`` succeeded."""
 
@@ -83,20 +96,20 @@ class SessionLink(Link):
 
     def __init__(
         self,
-        ctx: ProviderContext,
+        ctx: LinkContext,
         provider: Provider[Any],
         *,
-        account: str | None,
         retry: RetryPolicy,
         stop_timeout: float,
         label: str,
+        on_failure: Callable[[LinkFailure], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.provider = provider
-        self.account = account
+        self.account = ctx.account
         self.stop_timeout = stop_timeout
         self.reconnector = Reconnector(
-            ctx, retry, account=account, label=f"{provider.name} {label}"
+            ctx, retry, label=f"{provider.name} {label}", on_failure=on_failure
         )
         self._conn: OpenConnection | None = None
 

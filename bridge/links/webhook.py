@@ -4,32 +4,30 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.api import Link, ProviderContext
-from bridge.webhooks import WebhookRoute
+from bridge.links.session import LinkContext
+from bridge.provider import Link
+from bridge.webhooks import WebhookRoute, WebhookServer
 
 
 class WebhookLink(Link):
-    """Registers a route for the provider; accepted bodies go to ``ProviderContext.deliver``."""
+    """A route whose accepted bodies go to ``parse``; ``connected`` while the server listens."""
 
-    def __init__(
-        self, ctx: ProviderContext, route: WebhookRoute, *, account: str | None = None
-    ) -> None:
+    def __init__(self, ctx: LinkContext, server: WebhookServer, route: WebhookRoute) -> None:
         self.ctx = ctx
+        self.server = server
         self.route = route
-        self.account = account
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        """Serve the route until ``close``; the link is ``connected`` while the server listens."""
-        server = self.ctx.webhooks
-        server.add(self.route, self.ctx.deliver)
+        """Serve the route until ``close``."""
+        self.server.add(self.route, self.ctx.deliver)
         try:
-            self.ctx.set_link_state("connecting", account=self.account)
-            await server.listening.wait()
-            self.ctx.set_link_state("connected", account=self.account)
+            self.ctx.report("connecting")
+            await self.server.listening.wait()
+            self.ctx.report("connected")
             await self._stop.wait()
         finally:
-            server.remove(self.route.path)
+            self.server.remove(self.route.path)
 
     async def close(self) -> None:
         """Stop accepting posts on the route."""

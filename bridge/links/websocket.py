@@ -23,9 +23,14 @@ from typing import Any
 
 from pydantic import JsonValue
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
 
-from bridge.api import Provider, ProviderContext
 from bridge.errors import (
     AuthFailure,
     LinkFailure,
@@ -33,7 +38,8 @@ from bridge.errors import (
     UpstreamConfigFailure,
 )
 from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import SessionLink, Waiters, process_forever
+from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
+from bridge.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +54,6 @@ class Endpoint:
 class WebSocketOptions:
     """Tuning of a WebSocket link; the defaults suit a real upstream."""
 
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
     request_id_field: str = "id"
     """Field of a request (and its reply) that carries the request id."""
     request_timeout: float = 10.0
@@ -112,6 +117,8 @@ class WebSocketConnection:
         self.generation = generation
         self.account = account
         self.options = options
+        self.close_codes: Mapping[int, type[LinkFailure]] = {}
+        """The provider's close-code table (set by the link)."""
         self.data: dict[str, Any] = {}
         """Per-connection state of the provider's hooks (e.g. a listen key)."""
         self.ready = False
@@ -121,8 +128,11 @@ class WebSocketConnection:
         self.waiters = Waiters()
 
     async def send(self, message: JsonValue) -> None:
-        """Send one JSON message."""
-        await self.ws.send(json.dumps(message, default=str))
+        """Send one JSON message; a closed socket is a TransportFailure (not a bug of the hook)."""
+        try:
+            await self.ws.send(json.dumps(message, default=str))
+        except ConnectionClosed as exc:
+            raise failure_from_close(exc, self.close_codes) from exc
 
     async def request(
         self,
@@ -190,23 +200,24 @@ class WebSocketLink(SessionLink):
 
     def __init__(
         self,
-        ctx: ProviderContext,
+        ctx: LinkContext,
         provider: Provider[Any],
         endpoint: Callable[[], Awaitable[Endpoint]],
         *,
-        account: str | None = None,
         options: WebSocketOptions | None = None,
+        retry: RetryPolicy | None = None,
         renew: Callable[[], Awaitable[str]] | None = None,
+        on_failure: Callable[[LinkFailure], None] | None = None,
     ) -> None:
         """``renew``, when given, returns (with a reason) when the connection should be renewed."""
         self.options = options or WebSocketOptions()
         super().__init__(
             ctx,
             provider,
-            account=account,
-            retry=self.options.retry,
+            retry=retry or RetryPolicy(),
             stop_timeout=self.options.stop_timeout,
             label="websocket",
+            on_failure=on_failure,
         )
         self.endpoint = endpoint
         self.renew = renew
@@ -219,6 +230,7 @@ class WebSocketLink(SessionLink):
 
     async def _session(self) -> None:
         target = await self.endpoint()
+        self.reconnector.dialing()
         o = self.options
         try:
             ws = await connect(
@@ -235,12 +247,21 @@ class WebSocketLink(SessionLink):
             raise failure_from_status(exc) from exc
         except InvalidURI as exc:
             raise UpstreamConfigFailure(f"invalid URL {target.url!r}: {exc}") from exc
+        except InvalidHandshake as exc:  # e.g. InvalidMessage: the server hung up mid-handshake
+            raise TransportFailure(f"handshake failed: {_describe(exc)}") from exc
+        except WebSocketException as exc:
+            raise TransportFailure(f"cannot connect: {_describe(exc)}") from exc
+        except TimeoutError as exc:
+            raise TransportFailure(f"no handshake within {o.open_timeout:g} s") from exc
+        except OSError as exc:
+            raise TransportFailure(f"cannot connect: {_describe(exc)}") from exc
         if self.reconnector.closing.is_set():  # close() came while we were connecting
             await ws.close()
             return
         self.generation += 1
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(o.queue_size)
         conn = WebSocketConnection(ws, self.generation, self.account, o, self._ids, queue)
+        conn.close_codes = getattr(self.provider, "close_codes", {})
         self._conn = conn
         try:
             async with ws, asyncio.TaskGroup() as tg:
@@ -290,6 +311,15 @@ class WebSocketLink(SessionLink):
     async def _renew(self, renew: Callable[[], Awaitable[str]]) -> None:
         reason = await renew()
         raise TransportFailure(f"renewing the connection: {reason}")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, with the cause's message when the error itself says little."""
+    text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({type(cause).__name__}: {cause})"
+    return text
 
 
 __all__ = [

@@ -66,9 +66,10 @@ class _Simulator(ABC):
 class WebSocketSimulator(_Simulator):
     """A WebSocket server on 127.0.0.1 (free port) that misbehaves on demand.
 
-    Faults: ``reject_status`` (refuse the handshake), ``close_on_accept`` (accept, then close
-    with a code), ``stalled`` (stop answering), ``drop_all`` (cut TCP without a close frame),
-    ``close_all`` (close with a code), ``send_garbage``.
+    Faults: ``reject_status`` (refuse the handshake), ``hang_up`` (cut TCP in the middle of
+    the handshake), ``close_on_accept`` (accept, then close with a code), ``stalled`` (stop
+    answering), ``drop_all`` (cut TCP without a close frame), ``close_all`` (close with a
+    code), ``send_garbage``.
     """
 
     path = "/"
@@ -80,9 +81,13 @@ class WebSocketSimulator(_Simulator):
         self.connects = 0
         """Connections accepted."""
         self.connections: set[ServerConnection] = set()
+        self.subscribers: set[ServerConnection] = set()
+        """Clients that authenticated or subscribed (``subscribe``): what ``broadcast`` reaches."""
         self.received: list[Any] = []
         self.reject_status: int | None = None
         self.close_on_accept: tuple[int, str] | None = None
+        self.hang_up: Callable[[Request], bool] | bool = False
+        """Hang up during the handshake (True, or for the requests the predicate picks)."""
         self._running = asyncio.Event()
         self._running.set()
         self._server: Server | None = None
@@ -139,6 +144,9 @@ class WebSocketSimulator(_Simulator):
                 return answer
         self.attempts += 1
         self._changed.set()
+        if self.hang_up is True or (callable(self.hang_up) and self.hang_up(request)):
+            ws.transport.abort()  # the client reads EOF instead of an HTTP response
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "hung up\n")
         refusal = self.check_request(request)
         if refusal is None and self.reject_status is not None:
             refusal = (self.reject_status, HTTPStatus(self.reject_status).phrase)
@@ -161,6 +169,7 @@ class WebSocketSimulator(_Simulator):
             pass
         finally:
             self.connections.discard(ws)
+            self.subscribers.discard(ws)
             self._changed.set()
 
     async def recv_json(self, ws: ServerConnection) -> Any:
@@ -177,12 +186,26 @@ class WebSocketSimulator(_Simulator):
         if not self.stalled:
             await ws.send(json.dumps(message))
 
-    async def broadcast(self, messages: Iterable[Any]) -> None:
-        """Send messages to every connected client."""
-        for ws in list(self.connections):
+    def subscribe(self, ws: ServerConnection) -> None:
+        """Mark a client as authenticated/subscribed: ``broadcast`` reaches it from now on."""
+        self.subscribers.add(ws)
+        self._changed.set()
+
+    async def broadcast(self, messages: Iterable[Any], *, everyone: bool = False) -> None:
+        """Send messages to the subscribed clients (``everyone``: to every connected one).
+
+        ``bytes`` go out as binary frames, anything else as JSON text.
+        """
+        messages = list(messages)
+        for ws in list(self.connections if everyone else self.subscribers):
             for message in messages:
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.send(json.dumps(message))
+                    await ws.send(message if isinstance(message, bytes) else json.dumps(message))
+
+    async def send_binary(self, ws: ServerConnection, data: bytes) -> None:
+        """Send one binary frame (unless ``stalled``)."""
+        if not self.stalled:
+            await ws.send(data)
 
     async def send_garbage(self) -> None:
         """A frame that is not JSON."""
@@ -251,6 +274,19 @@ class SocketIOSimulator(_Simulator):
         """Disconnect every client from the namespace (the client does not reconnect by itself)."""
         for sid in list(self.sids):
             await self.sio.disconnect(sid, namespace=self.namespace)
+
+
+def text_response(status: int, text: str, content_type: str = "text/html") -> Response:
+    """An HTTP response that is not JSON (e.g. a proxy's maintenance page)."""
+    payload = text.encode()
+    fields = Headers(
+        {
+            "Content-Type": f"{content_type}; charset=utf-8",
+            "Content-Length": str(len(payload)),
+            "Connection": "close",
+        }
+    )
+    return Response(status, HTTPStatus(status).phrase, fields, payload)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

@@ -14,30 +14,31 @@ Then the server pushes ``{"type": "price", "symbol", "price", "ts"}``,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr
 
 from bridge.api import (
+    MARKET_PRICE,
     STANDARD_ENTITIES,
     AnyEvent,
     AuthFailure,
     BalanceEvent,
     Connection,
+    ConnectionSpec,
+    Endpoint,
     EntitySpec,
-    Link,
     MarketPriceEvent,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
-    RawEvent,
+    RetrySettings,
     TradeEvent,
+    WebSocketSpec,
     stable_id,
+    utc_time,
 )
-from bridge.entities import MARKET_PRICE
-from bridge.links.reconnect import RetrySettings
-from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 
 
 class ExampleSettings(RetrySettings, ProviderSettings):
@@ -57,15 +58,14 @@ class ExampleProvider(Provider[ExampleSettings]):
     entities: ClassVar[Sequence[EntitySpec]] = (*STANDARD_ENTITIES, MARKET_PRICE)
     keepalive_interval: ClassVar[float | None] = 15.0
 
-    def create_link(self, ctx: ProviderContext) -> Link:
-        """One WebSocket; the core reconnects it."""
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
+        """One WebSocket; the core reconnects it and owns its link topic."""
         s = self.settings
 
-        async def endpoint() -> Endpoint:
+        async def endpoint() -> Endpoint:  # asked before every attempt: a fresh key is used
             return Endpoint(s.url, {"Authorization": f"Bearer {s.api_key.get_secret_value()}"})
 
-        options = WebSocketOptions(retry=s.retry_policy())
-        return WebSocketLink(ctx, self, endpoint, options=options)
+        return [WebSocketSpec(endpoint=endpoint, retry=s.retry_policy())]
 
     async def on_connect(self, conn: Connection) -> None:
         """Subscribe; the reply (the wallet snapshot) goes to ``parse``."""
@@ -79,74 +79,35 @@ class ExampleProvider(Provider[ExampleSettings]):
         """The upstream drops clients that stay silent for 30 s."""
         await conn.request({"op": "ping"})
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
-        """Frames to events (pure)."""
-        common: dict[str, Any] = {
-            "provider": self.name,
-            "account": self.settings.account,
-            "received_at": received_at,
-        }
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent] | None:
+        """Frames to events (pure); None: no model covers it, the core publishes it raw."""
         if not isinstance(frame, dict):
-            raise ValueError("not a JSON object")
+            return None
+        ctx = ctx.for_account(self.settings.account)
         if "result" in frame:
-            result = frame["result"]
+            account, balances = frame["result"]["account"], frame["result"].get("balances", [])
             return [
-                BalanceEvent(
-                    id=stable_id("snapshot", result["account"], b["asset"], b["total"]),
-                    asset=b["asset"],
-                    total=b["total"],
-                    **common,
-                )
-                for b in result.get("balances", [])
-            ]
-        kind = frame.get("type")
-        when = datetime.fromtimestamp(int(frame["ts"]), UTC) if "ts" in frame else None
+                ctx.event(BalanceEvent, id=stable_id("snapshot", account, b["asset"], b["total"]),
+                          asset=b["asset"], total=b["total"])
+                for b in balances
+            ]  # fmt: skip
+        kind, when = frame.get("type"), utc_time(frame.get("ts"))
         if kind == "price":
             return [
-                MarketPriceEvent(
-                    id=stable_id("price", frame["symbol"], frame["ts"]),
-                    market=frame["symbol"],
-                    price=frame["price"],
-                    source_time=when,
-                    **{**common, "account": None},
-                )
-            ]
+                ctx.event(MarketPriceEvent, id=stable_id("price", frame["symbol"], frame["ts"]),
+                          account=None, market=frame["symbol"], price=frame["price"],
+                          source_time=when)
+            ]  # fmt: skip
         if kind == "balance":
             return [
-                BalanceEvent(
-                    id=stable_id("balance", frame["asset"], frame["ts"]),
-                    asset=frame["asset"],
-                    total=frame["total"],
-                    source_time=when,
-                    **common,
-                )
-            ]
+                ctx.event(BalanceEvent, id=stable_id("balance", frame["asset"], frame["ts"]),
+                          asset=frame["asset"], total=frame["total"], source_time=when)
+            ]  # fmt: skip
         if kind == "fill":
             return [
-                TradeEvent(
-                    id=f"fill-{frame['fill_id']}",
-                    trade_id=frame["fill_id"],
-                    order_id=frame["order_id"],
-                    symbol=frame["symbol"],
-                    side="buy" if frame["side"] == "B" else "sell",
-                    price=frame["price"],
-                    quantity=frame["qty"],
-                    source_time=when,
-                    **common,
-                )
-            ]
-        return [
-            RawEvent(
-                id=stable_id("raw", received_at.isoformat(), str(frame)),
-                name=str(kind or "unknown"),
-                data=_jsonable(frame),
-                **common,
-            )
-        ]
-
-
-def _jsonable(frame: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (str(v) if not isinstance(v, str | int | bool | type(None)) else v)
-        for k, v in frame.items()
-    }
+                ctx.event(TradeEvent, id=f"fill-{frame['fill_id']}", trade_id=frame["fill_id"],
+                          order_id=frame["order_id"], symbol=frame["symbol"],
+                          side="buy" if frame["side"] == "B" else "sell", price=frame["price"],
+                          quantity=frame["qty"], source_time=when)
+            ]  # fmt: skip
+        return None

@@ -41,6 +41,7 @@ class ExampleSimulator(WebSocketSimulator):
         while True:
             msg = await self.recv_json(ws)
             if msg.get("op") == "subscribe":
+                self.subscribe(ws)
                 await self.send_json(
                     ws,
                     {

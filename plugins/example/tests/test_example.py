@@ -11,16 +11,16 @@ from fin2mqtt_example import ExampleProvider, ExampleSettings
 from fin2mqtt_example.simulator import ExampleSimulator
 
 from bridge.testing.daemon import DaemonProcess
+from bridge.testing.parsing import parse_frames
 
 FRAMES = json.loads((Path(__file__).parent / "frames.json").read_text())
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 def parse_all():
+    """The frames through ``parse`` as the core runs it (an unhandled frame becomes raw)."""
     provider = ExampleProvider("ex", ExampleSettings(api_key="k"))
-    return [
-        e.model_dump(mode="json", by_alias=True) for f in FRAMES for e in provider.parse(f, NOW)
-    ]
+    return [e.model_dump(mode="json", by_alias=True) for e in parse_frames(provider, FRAMES, NOW)]
 
 
 def test_recorded_frames_become_events():

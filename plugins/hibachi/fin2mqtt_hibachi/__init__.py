@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -19,16 +18,18 @@ from bridge.api import (
     AnyEvent,
     AuthFailure,
     Connection,
-    Link,
+    ConnectionSpec,
+    Endpoint,
+    ParseContext,
     Provider,
     ProviderContext,
     ProviderSettings,
+    RetrySettings,
     TransportFailure,
     UpstreamConfigFailure,
+    WebSocketOptions,
+    WebSocketSpec,
 )
-from bridge.links.group import LinkGroup
-from bridge.links.reconnect import RetrySettings
-from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from fin2mqtt_hibachi.parse import parse_frame
 
 
@@ -83,14 +84,11 @@ class HibachiProvider(Provider[HibachiSettings]):
         """The topic name of an account id (the id itself when it is not configured)."""
         return self._aliases.get(raw_account, raw_account)
 
-    def create_link(self, ctx: ProviderContext) -> Link:
-        """One WebSocket per account, run together."""
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
+        """One WebSocket per account, each with its own link topic and its own failures."""
         s = self.settings
-        options = WebSocketOptions(
-            retry=s.retry_policy(),
-            request_timeout=s.request_timeout,
-        )
-        links: list[Link] = []
+        options = WebSocketOptions(request_timeout=s.request_timeout)
+        specs: list[ConnectionSpec] = []
         for account in s.accounts:
             url = f"{s.base_url}/ws/account?accountId={account.id}"
 
@@ -98,8 +96,12 @@ class HibachiProvider(Provider[HibachiSettings]):
                 return Endpoint(url, {"Authorization": s.api_key.get_secret_value()})
 
             alias = account.alias or str(account.id)
-            links.append(WebSocketLink(ctx, self, endpoint, account=alias, options=options))
-        return LinkGroup(links)
+            specs.append(
+                WebSocketSpec(
+                    account=alias, endpoint=endpoint, options=options, retry=s.retry_policy()
+                )
+            )
+        return specs
 
     def _request(self, conn: Connection, method: str, **params: Any) -> dict[str, Any]:
         assert conn.account is not None
@@ -145,9 +147,9 @@ class HibachiProvider(Provider[HibachiSettings]):
         ):
             raise TransportFailure("listen key expired (stream_expired)")
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Frames to events (see ``fin2mqtt_hibachi.parse``)."""
-        return parse_frame(self.name, self.alias, frame, received_at)
+        return parse_frame(self.name, self.alias, frame, ctx.received_at)
 
 
 __all__ = ["HibachiAccount", "HibachiProvider", "HibachiSettings"]

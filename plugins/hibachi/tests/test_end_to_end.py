@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fin2mqtt_hibachi.simulator import API_KEY, HibachiSimulator
@@ -119,8 +121,9 @@ async def test_missed_ping_reply_restarts_with_a_fresh_snapshot_and_no_duplicate
         await sim.wait_until(lambda: sim.starts == 2 and sim.streams and sim.streams[0].key)
         await sim.push(128, [order])  # the same fact again after the reconnect
         await recorder.wait_for(
-            lambda ms: [m.json()["state"] for m in ms if m.topic == f"{BASE}/link"][-1:]
-            == ["connected"],
+            lambda ms: (
+                [m.json()["state"] for m in ms if m.topic == f"{BASE}/link"][-1:] == ["connected"]
+            ),
             what="connected again",
         )
         await asyncio.sleep(0.3)
@@ -178,4 +181,59 @@ async def test_bad_key_is_auth_failed_on_the_link_topic(
         assert link["error"] == "handshake refused: HTTP 401"
         await asyncio.sleep(0.5)
         assert sim.attempts <= 3  # retried slowly (auth_retry 0.3 s), not hammered
+        await daemon.terminate()
+
+
+async def test_an_account_hung_up_in_the_handshake_leaves_the_other_account_alone(
+    broker, recorder: MqttRecorder, daemon_config, sim, tmp_path
+):
+    attempts: Counter[str] = Counter()
+    refuse_b = [True]
+
+    def hang_up(request) -> bool:
+        account = parse_qs(urlsplit(request.path).query)["accountId"][0]
+        attempts[account] += 1
+        return account == "129" and refuse_b[0]
+
+    sim.hang_up = hang_up
+    config = providers(sim).replace(
+        'accounts = [{id = 128, alias = "main"}]',
+        'accounts = [{id = 128, alias = "a"}, {id = 129, alias = "b"}]',
+    )
+    a_link, b_link = "fin2mqtt/hib/a/link", "fin2mqtt/hib/b/link"
+
+    def last(topic: str) -> tuple[str, str | None]:
+        messages = recorder.on(topic)
+        return (
+            (messages[-1].json()["state"], messages[-1].json()["error"]) if messages else ("", None)
+        )
+
+    async with DaemonProcess(daemon_config(config), tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_for(lambda ms: last(a_link)[0] == "connected", what="A connected")
+        await sim.wait_until(lambda: attempts["129"] >= 4)  # B is retried, on its own
+        assert last(b_link)[0] in ("disconnected", "connecting")
+        b_errors = {m.json()["error"] for m in recorder.on(b_link)} - {None}
+        assert all(e.startswith("handshake failed: InvalidMessage: ") for e in b_errors), b_errors
+        assert b_errors
+        # A: one handshake, its link topic never said anything but connecting/connected
+        assert attempts["128"] == 1
+        assert {m.json()["state"] for m in recorder.on(a_link)} <= {"connecting", "connected"}
+        assert await sim.push(128, sim.seed_events(128)[:1]) == 1  # A's socket is alive
+        await recorder.wait_topic("fin2mqtt/hib/a/order")
+
+        refuse_b[0] = False
+        await recorder.wait_for(lambda ms: last(b_link)[0] == "connected", what="B connected")
+        state = await retained(broker.host, broker.port, "fin2mqtt/hib/#")
+        links = {
+            t: (m.json()["state"], m.json()["error"])
+            for t, m in state.items()
+            if t.endswith("/link")
+        }
+        # every link topic is true, and none belongs to the instance as a whole
+        assert links == {a_link: ("connected", None), b_link: ("connected", None)}
+        assert recorder.on("fin2mqtt/hib/link") == []
+        assert attempts["128"] == 1
+        assert "provider crashed" not in daemon.log()
+        assert "ExceptionGroup" not in daemon.log()
         await daemon.terminate()

@@ -10,6 +10,8 @@ import pytest
 from fin2mqtt_hibachi import HibachiProvider, HibachiSettings
 from fin2mqtt_hibachi.simulator import SEED_EVENTS
 
+from bridge.testing.parsing import parse_frames
+
 FRAMES = {
     "snapshot": json.loads((Path(__file__).parent / "snapshot_frame.json").read_text()),
     "events": json.loads(SEED_EVENTS.read_text()),
@@ -26,7 +28,7 @@ def provider() -> HibachiProvider:
 def events_of(provider, frame):
     return [
         e.model_dump(mode="json", by_alias=True, exclude={"received_at", "schema_"})
-        for e in provider.parse(frame, NOW)
+        for e in parse_frames(provider, [frame], NOW)
     ]
 
 
@@ -237,16 +239,16 @@ def test_unknown_events_pass_through_raw(provider):
 
 def test_large_ids_stay_exact_and_ids_are_stable(provider):
     frame = by_name("order_creation")
-    first = provider.parse(frame, NOW)[0]
-    again = provider.parse(frame, datetime(2027, 1, 1, tzinfo=UTC))[0]
+    first = parse_frames(provider, [frame], NOW)[0]
+    again = parse_frames(provider, [frame], datetime(2027, 1, 1, tzinfo=UTC))[0]
     assert first.order_id == "578745035695106058"
     assert first.id == again.id  # same fact, same id, whenever it arrives
 
 
 def test_timestampless_events_arriving_twice_are_two_facts(provider):
     frame = by_name("balance_update", 0)
-    a = provider.parse(frame, NOW)[0]
-    b = provider.parse(frame, datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC))[0]
+    a = parse_frames(provider, [frame], NOW)[0]
+    b = parse_frames(provider, [frame], datetime(2026, 11, 21, 12, 0, 5, tzinfo=UTC))[0]
     assert a.id != b.id  # two deposits of 123: both published
 
 

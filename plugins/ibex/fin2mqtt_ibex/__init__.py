@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, ClassVar
 
 from bridge.api import (
+    ACCOUNT_STATUS,
+    BALANCE,
+    LINK,
     STANDARD_ENTITIES,
     AnyEvent,
     AuthFailure,
     Connection,
+    ConnectionSpec,
     DoNotReconnect,
+    Endpoint,
     EntitySpec,
-    Link,
     LinkFailure,
+    ParseContext,
     Provider,
     ProviderContext,
+    RateLimiter,
+    WebSocketSpec,
+    renew_when_due,
 )
-from bridge.entities import ACCOUNT_STATUS, BALANCE, LINK
-from bridge.http import RateLimiter
-from fin2mqtt_ibex.link import IbexLink
+from fin2mqtt_ibex.auth import TokenGate
+from fin2mqtt_ibex.fallback import IbexFallback
 from fin2mqtt_ibex.parse import Naming, is_signal_only, parse_frame
 from fin2mqtt_ibex.settings import IbexSettings
 
@@ -70,25 +76,42 @@ class IbexProvider(Provider[IbexSettings]):
         )
         self.limiter = RateLimiter(settings.rate_limits)
         """One per user, across link restarts: the limits are the server's."""
-        self._link: IbexLink | None = None
-        self._user_changed: asyncio.Event | None = None
-
-    def create_link(self, ctx: ProviderContext) -> Link:
-        """The WebSocket and the HTTP fallback of this user."""
+        self.gate = TokenGate(
+            settings.source(), settings.expected_issuer, retry_refused=settings.auth_retry
+        )
         self._user_changed = asyncio.Event()
-        self._link = IbexLink(self, ctx, self.naming, self.limiter, self._user_changed)
-        return self._link
+
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
+        """The user's one WebSocket, gated by a usable token, with its HTTP fallback."""
+        s, gate = self.settings, self.gate
+
+        async def endpoint() -> Endpoint:
+            await gate.fresh()  # TokenUnusable (auth_failed, with the reason) until one works
+            return Endpoint(s.websocket_url)
+
+        async def renew() -> str:
+            """Reconnect with a fresher token shortly before the current one expires."""
+            assert gate.current is not None
+            return await renew_when_due(gate.source, gate.current, poll=s.token_poll)
+
+        def failed(failure: LinkFailure) -> None:
+            if isinstance(failure, AuthFailure):
+                gate.failed(failure)
+
+        fallback = IbexFallback(s, self.naming, ctx, gate, self.limiter, self._user_changed)
+        # the token gate is asked again every token_poll while no token is usable
+        retry = s.retry_policy(auth_retry=s.token_poll, hold_off=s.duplicate_retry)
+        return [
+            WebSocketSpec(
+                endpoint=endpoint, renew=renew, retry=retry, fallback=fallback, on_failure=failed
+            )
+        ]
 
     async def on_connect(self, conn: Connection) -> None:
         """Send the JWT; connected once ``auth_success`` (or ``connection_success``) arrives."""
-        assert self._link is not None
-        assert self._link.gate.current is not None
+        assert self.gate.current is not None
         await conn.send(
-            {
-                "type": "auth",
-                "token": self._link.gate.current,
-                "clientName": self.settings.client_name,
-            }
+            {"type": "auth", "token": self.gate.current, "clientName": self.settings.client_name}
         )
         await conn.expect(
             lambda f: isinstance(f, dict) and f.get("type") in CONNECTED,
@@ -102,12 +125,12 @@ class IbexProvider(Provider[IbexSettings]):
             return
         if frame.get("type") == "auth_error":
             raise _auth_failure(frame.get("data"))
-        if is_signal_only(frame) and self._user_changed is not None:
+        if is_signal_only(frame):
             self._user_changed.set()
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Frames to events (see ``fin2mqtt_ibex.parse``)."""
-        return parse_frame(self.naming, frame, received_at)
+        return parse_frame(self.naming, frame, ctx.received_at)
 
 
 def _auth_failure(data: Any) -> LinkFailure:

@@ -7,14 +7,11 @@ instead of a refused connection.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import time
 from datetime import UTC, datetime
 
-from bridge.api import AuthFailure, ProviderContext, TransportFailure
-from bridge.tokens import StaticToken, TokenSource, jwt_claims
+from bridge.api import AuthFailure, StaticToken, TokenSource, jwt_claims
 
 
 def rp_id_of(host: str) -> str:
@@ -48,30 +45,23 @@ def token_problem(token: str, rp_id: str, now: datetime) -> str | None:
     return None
 
 
+class TokenUnusable(AuthFailure):
+    """No token that could work right now (expired, for another host, unreadable, refused)."""
+
+
 class TokenGate:
     """Hands out a token only when it can work: read from the source before every attempt.
 
     While the token is expired, issued for another host, unreadable, or the one the server just
-    refused, it reports ``auth_failed`` with the reason and looks again every ``poll`` seconds,
-    so a replaced token file is used within seconds and no doomed connection is ever opened.
-    A refused token is tried again after ``retry_refused`` seconds (the server may have been wrong).
+    refused, ``fresh`` raises ``TokenUnusable`` with the reason: the core reports
+    ``auth_failed`` and asks again after the connection's ``auth_retry`` (``token_poll``), so a
+    replaced token file is used within seconds and no doomed connection is ever opened. A
+    refused token is tried again after ``retry_refused`` seconds (the server may have been wrong).
     """
 
-    def __init__(
-        self,
-        source: TokenSource,
-        issuer: str,
-        ctx: ProviderContext,
-        closing: asyncio.Event,
-        *,
-        poll: float,
-        retry_refused: float,
-    ) -> None:
+    def __init__(self, source: TokenSource, issuer: str, *, retry_refused: float) -> None:
         self.source = source
         self.issuer = issuer
-        self.ctx = ctx
-        self.closing = closing
-        self.poll = poll
         self.retry_refused = retry_refused
         self.current: str | None = None
         """The last token handed out."""
@@ -82,17 +72,18 @@ class TokenGate:
         if self.current is not None:
             self._refused = (self.current, time.monotonic())
 
+    def failed(self, failure: AuthFailure) -> None:
+        """What ended a connection: a refusal by the server marks the token as refused."""
+        if not isinstance(failure, TokenUnusable):
+            self.refused()
+
     async def fresh(self) -> str:
-        """A usable token; waits (reporting why) until there is one. Raises when closing."""
-        while not self.closing.is_set():
-            problem = await self._problem()
-            if problem is None:
-                assert self.current is not None
-                return self.current
-            self.ctx.set_link_state("auth_failed", error=problem)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), self.poll)
-        raise TransportFailure("closing")
+        """A usable token, or ``TokenUnusable`` saying why there is none."""
+        problem = await self._problem()
+        if problem is not None:
+            raise TokenUnusable(problem)
+        assert self.current is not None
+        return self.current
 
     async def usable(self) -> str | None:
         """The source's token if it can be used right now (without waiting or reporting)."""

@@ -12,32 +12,31 @@ All requests share the provider's ``RateLimiter`` (100 per minute, 20 per 10 s b
 from __future__ import annotations
 
 import asyncio
-import functools
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from bridge.api import (
     AnyEvent,
     AuthFailure,
-    DoNotReconnect,
+    Backoff,
+    FallbackPoller,
+    HttpClient,
     LinkFailure,
+    ProviderContext,
+    RateLimiter,
     RawEvent,
     UpstreamConfigFailure,
     stable_id,
+    to_json,
 )
-from bridge.backoff import Backoff
-from bridge.http import HttpClient, RateLimiter
-from bridge.links.reconnect import Reconnector
 from fin2mqtt_ibex.auth import TokenGate
-from fin2mqtt_ibex.feed import FeedContext
 from fin2mqtt_ibex.parse import (
     Naming,
     parse_balances_response,
     parse_transactions_response,
     parse_user,
-    to_json,
 )
 from fin2mqtt_ibex.settings import IbexSettings
 
@@ -48,150 +47,97 @@ USER = "/v1.2/users/me"
 Parser = Callable[[Naming, Any, datetime], list[AnyEvent]]
 
 
-class Fallback:
-    """The HTTP side of one IBEX FI instance; ``run`` until cancelled."""
+class IbexFallback(FallbackPoller):
+    """The HTTP side of one IBEX FI user; the core decides when to poll."""
 
     def __init__(
         self,
         settings: IbexSettings,
         naming: Naming,
-        feed: FeedContext,
+        ctx: ProviderContext,
         gate: TokenGate,
-        reconnector: Reconnector,
         limiter: RateLimiter,
         user_changed: asyncio.Event,
     ) -> None:
         self.settings = settings
         self.naming = naming
-        self.feed = feed
+        self.ctx = ctx
         self.gate = gate
-        self.reconnector = reconnector
         self.limiter = limiter
         self.user_changed = user_changed
+        self.after = settings.fallback_after
+        self.interval = settings.poll_interval
         self.polls = 0
+        self._http: HttpClient | None = None
 
-    async def run(self) -> None:
-        """Poll when needed, reconcile after reconnects, re-read the user on signals."""
+    async def __aenter__(self) -> Self:
+        """Open the HTTP client (shared by polls, reconciliations and user re-reads)."""
         s = self.settings
-        async with (
-            HttpClient(
-                s.api_url,
-                headers=self._headers,
-                limiter=self.limiter,
-                timeout=s.http_timeout,
-                retries=2,
-                backoff=Backoff(s.retry_min, s.retry_max),
-            ) as http,
-            asyncio.TaskGroup() as tg,
-        ):
-            tg.create_task(self._poll_when_needed(http), name="ibex-poll")
-            tg.create_task(self._reconcile_after_reconnects(http), name="ibex-reconcile")
-            tg.create_task(self._reread_user_on_signal(http), name="ibex-user")
+        self._http = await HttpClient(
+            s.api_url,
+            headers=self._headers,
+            limiter=self.limiter,
+            timeout=s.http_timeout,
+            retries=2,
+            backoff=Backoff(s.retry_min, s.retry_max),
+        ).__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the HTTP client."""
+        if self._http is not None:
+            await self._http.__aexit__(exc_type, exc, tb)
+            self._http = None
 
     async def _headers(self) -> dict[str, str]:
         token = self.gate.current or await self.gate.fresh()
         return {"Authorization": f"Bearer {token}"}
 
-    # --- polling ----------------------------------------------------------------------------
-
-    async def _poll_when_needed(self, http: HttpClient) -> None:
-        while True:
-            await self.feed.wait(self._pollable)
-            if not await self._websocket_given_up():
-                continue
-            self.feed.polling_started(self.settings.poll_interval)
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    poller = tg.create_task(self._poll_forever(http), name="ibex-poll-loop")
-                    await self.feed.wait(lambda: not self._pollable())
-                    poller.cancel()
-            finally:
-                self.feed.polling_stopped()
-
-    def _pollable(self) -> bool:
-        """The WebSocket is down for a reason HTTP does not share (not the token's fault)."""
-        return not self.feed.connected and self.feed.ws_state != "auth_failed"
-
-    def _refused(self) -> bool:
-        """The server will not take the WebSocket for a while (duplicate session, config)."""
-        failure = self.reconnector.last_failure
-        return self._pollable() and isinstance(failure, DoNotReconnect | UpstreamConfigFailure)
-
-    async def _websocket_given_up(self) -> bool:
-        """Wait until the WebSocket was refused, or down for ``fallback_after``; False when it
-        came back first or the token is the trouble (HTTP would be refused as well)."""
-        feed = self.feed
-        deadline = feed.down_since + self.settings.fallback_after
-        await feed.wait(
-            lambda: not self._pollable() or self._refused(),
-            max(0.0, deadline - time.monotonic()),
-        )
-        return self._pollable()
-
-    async def _poll_forever(self, http: HttpClient) -> None:
-        s = self.settings
-        backoff = Backoff(s.retry_min, s.retry_max)
-        while True:
-            started = time.monotonic()
-            try:
-                await self._poll_once(http)
-            except LinkFailure as exc:
-                self.feed.poll_result(str(exc))
-                pause = max(backoff.next(), s.poll_interval)
-            else:
-                self.feed.poll_result(None)
-                backoff.reset()
-                pause = s.poll_interval - (time.monotonic() - started)
-            await asyncio.sleep(max(0.0, pause))
-
-    async def _poll_once(self, http: HttpClient) -> None:
+    async def poll(self) -> None:
+        """Balances and transactions, while the WebSocket is down."""
         self.polls += 1
-        balances = await self._read(http, BALANCES, parse_balances_response)
-        self.feed.emit([*balances, *await self._transactions(http)])
+        balances = await self._read(BALANCES, parse_balances_response)
+        self.ctx.emit([*balances, *await self._transactions()])
 
-    async def _transactions(self, http: HttpClient) -> list[AnyEvent]:
-        params: dict[str, str | int] = {"limit": self.settings.transactions_limit, "offset": 0}
-        return await self._read(http, TRANSACTIONS, parse_transactions_response, params)
+    async def reconnected(self) -> None:
+        """The transactions pushed while the WebSocket was down (the hub drops known ones)."""
+        await self._quietly("reconciling transactions after a reconnect", self._transactions())
 
-    # --- reconciling and user re-reads -------------------------------------------------------
-
-    async def _reconcile_after_reconnects(self, http: HttpClient) -> None:
-        seen = 0
-        while True:
-            await self.feed.wait(functools.partial(self._connected_since, seen))
-            first = seen == 0
-            seen = self.feed.connections
-            if not first:
-                what = "reconciling transactions after a reconnect"
-                await self._quietly(what, self._transactions(http))
-
-    def _connected_since(self, seen: int) -> bool:
-        return self.feed.connections > seen
-
-    async def _reread_user_on_signal(self, http: HttpClient) -> None:
+    async def serve(self) -> None:
+        """Re-read the user after each signal-only update (``user_iban_updated`` …)."""
         while True:
             await self.user_changed.wait()
             self.user_changed.clear()
             what = "re-reading the user after an update signal"
-            await self._quietly(what, self._read(http, USER, parse_user))
+            await self._quietly(what, self._read(USER, parse_user))
+
+    async def _transactions(self) -> list[AnyEvent]:
+        params: dict[str, str | int] = {"limit": self.settings.transactions_limit, "offset": 0}
+        return await self._read(TRANSACTIONS, parse_transactions_response, params)
 
     async def _quietly(self, what: str, read: Awaitable[list[AnyEvent]]) -> None:
         """One read whose failure is logged, not fatal (the next signal or poll repairs it)."""
         try:
-            self.feed.emit(await read)
+            self.ctx.emit(await read)
         except LinkFailure as exc:
-            self.feed.logger.warning("%s failed: %s", what, exc)
+            self.ctx.logger.warning("%s failed: %s", what, exc)
 
     # --- one request ------------------------------------------------------------------------
 
     async def _read(
         self,
-        http: HttpClient,
         path: str,
         parser: Parser,
         params: dict[str, str | int] | None = None,
     ) -> list[AnyEvent]:
         """GET and parse; a 401 re-reads the token once; an unexpected body is published raw."""
+        http = self._http
+        assert http is not None, "IbexFallback is used inside async with"
         try:
             body = await http.get_json(path, params)
         except AuthFailure:
@@ -200,11 +146,11 @@ class Fallback:
             if await self._fresh_token_now() == previous:
                 raise
             body = await http.get_json(path, params)
-        received_at = self.feed.now()
+        received_at = self.ctx.now()
         try:
             return parser(self.naming, body, received_at)
         except (ValueError, TypeError, KeyError) as exc:
-            self.feed.emit([self._unexpected(path, body, received_at, exc)])
+            self.ctx.emit([self._unexpected(path, body, received_at, exc)])
             raise UpstreamConfigFailure(f"GET {path}: unexpected answer: {exc}") from None
 
     async def _fresh_token_now(self) -> str | None:

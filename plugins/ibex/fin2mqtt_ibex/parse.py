@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +24,8 @@ from bridge.api import (
     SnapshotEvent,
     TransactionEvent,
     stable_id,
+    to_json,
+    utc_time,
 )
 
 KYC = {"0": "not_started", "1": "pending", "2": "verified"}
@@ -453,24 +455,8 @@ def _amount(value: Any, what: str) -> Decimal:
 
 
 def _time(value: Any) -> datetime | None:
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, UTC)
-    return None
-
-
-def to_json(value: Any) -> JsonValue:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+    """Aware UTC (ISO 8601, epoch s or ms); None when absent or unreadable."""
+    try:
+        return utc_time(value)
+    except ValueError:
+        return None

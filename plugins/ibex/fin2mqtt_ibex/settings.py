@@ -9,9 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from bridge.api import ProviderSettings
-from bridge.links.reconnect import RetrySettings
-from bridge.tokens import TokenSettings
+from bridge.api import ProviderSettings, RetrySettings, TokenSettings
 from fin2mqtt_ibex.auth import rp_id_of, token_problem
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")

@@ -12,7 +12,7 @@
 - HTTP (same host): ``GET /v1.2/users/me``, ``/v1.2/users/me/balances``,
   ``/v1.2/users/me/transactions`` with ``Authorization: Bearer <JWT>`` (401 otherwise), the
   documented rate limits (429 beyond them, counted in ``rate_limited``), ``http_fail`` to
-  answer every request with a status such as 500.
+  answer every request with a status such as 500, ``html_body`` to answer with a maintenance page.
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bridge.testing.simulator import DemoSetup, WebSocketSimulator, json_response
+from bridge.testing.simulator import (
+    DemoSetup,
+    WebSocketSimulator,
+    json_response,
+    text_response,
+)
 from fin2mqtt_ibex.auth import rp_id_of
 
 SECRET = "fin2mqtt-ibex-simulator-signing-key-0123456789"  # noqa: S105 - a simulator's key
@@ -47,6 +52,8 @@ CHAIN = 100
 EURE = "0x" + "e0" * 20
 
 Generation = Literal["v1.1", "v1.2"]
+
+MAINTENANCE_PAGE = "<html><body><h1>Scheduled maintenance</h1></body></html>"
 
 
 def iso(ts: float | None = None) -> str:
@@ -103,6 +110,8 @@ class IbexSimulator(WebSocketSimulator):
         self.http_log: list[tuple[float, str, int]] = []
         """Every HTTP request: (monotonic time, path, status answered)."""
         self.http_fail: int | None = None
+        self.html_body = False
+        """Answer HTTP reads with a maintenance page (200, text/html) instead of JSON."""
         self.rate_limited = 0
         self._ids = itertools.count(1)
         self._tx = itertools.count(1)
@@ -381,6 +390,9 @@ class IbexSimulator(WebSocketSimulator):
         url = urlsplit(request.path)
         if not url.path.startswith("/v1.2/"):
             return None
+        if self.html_body:
+            self.http_log.append((time.monotonic(), url.path, 200))
+            return text_response(200, MAINTENANCE_PAGE)
         status, body = self._http(request, url.path, parse_qs(url.query))
         self.http_log.append((time.monotonic(), url.path, status))
         return json_response(status, body)

@@ -384,3 +384,42 @@ async def test_http_401_rereads_the_token_file(broker, recorder, daemon_config, 
         ok = [p for _, p, status in v12.http_log if status == 200]
         await v12.wait_until(lambda: len([s for _, _, s in v12.http_log if s == 200]) > len(ok))
         await daemon.terminate()
+
+
+async def test_an_html_page_on_an_http_read_leaves_the_websocket_connected(
+    broker, recorder, daemon_config, v12, tmp_path
+):
+    config = daemon_config(providers(v12, token_file(tmp_path, v12.mint())))
+    async with DaemonProcess(config, tmp_path / "d") as daemon:
+        await daemon.wait_ready()
+        await recorder.wait_topic(f"{MAIN}/transaction")
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "connected", what="connected")
+        v12.html_body = True  # a proxy answers the REST API with its maintenance page
+        await v12.set_iban(SAVINGS_SAFE, "approved")  # v1.2: a signal to re-read the user
+        await v12.wait_until(lambda: any(p == "/v1.2/users/me" for _, p, _ in v12.http_log))
+        await asyncio.sleep(0.5)
+        # the failed read is reported, and the healthy WebSocket is left alone
+        assert (
+            "re-reading the user after an update signal failed: GET /v1.2/users/me: "
+            "undecodable body (text/html: '<html><body><h1>Scheduled maintenance</h1></body></html>')"
+        ) in daemon.log()
+        assert "JSONDecodeError" not in daemon.log()
+        assert v12.connects == 1
+        assert [state for state, _ in link_of(recorder)][-1] == "connected"
+        assert "disconnected" not in [state for state, _ in link_of(recorder)]
+
+        # while the WebSocket is down, the fallback's own failure shows on the link topic
+        v12.reject_status = 503
+        v12.drop_all()
+        await recorder.wait_for(
+            lambda ms: "HTTP fallback failing" in (last_link(recorder)[1] or ""),
+            what="fallback failing",
+        )
+        assert last_link(recorder)[1] == (
+            "handshake refused: HTTP 503; HTTP fallback failing: GET /v1.2/users/me/balances: "
+            "undecodable body (text/html: '<html><body><h1>Scheduled maintenance</h1></body></html>')"
+        )
+        v12.html_body = False
+        await recorder.wait_for(lambda ms: last_link(recorder)[0] == "fallback", what="fallback")
+        assert daemon.running
+        await daemon.terminate()

@@ -21,8 +21,12 @@ from bridge.api import (
     AnyEvent,
     BalanceEvent,
     Connection,
+    ConnectionSpec,
+    CustomSpec,
     Link,
+    LinkHost,
     Money,
+    ParseContext,
     PositionEvent,
     Provider,
     ProviderContext,
@@ -67,15 +71,15 @@ class TestProvider(Provider[TestProviderSettings]):
         self.cursor = 0
         self.crashed = 0
 
-    def create_link(self, ctx: ProviderContext) -> Link:
-        """A new timer link for each run."""
-        return TickLink(self, ctx)
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
+        """One custom link (a new timer for each run)."""
+        return [CustomSpec(link=lambda host: TickLink(self, host))]
 
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Snapshot and tick frames to events; anything else is an error (→ raw event)."""
         s = self.settings
         data = json.loads(frame)
-        common = {"provider": self.name, "account": s.account, "received_at": received_at}
+        common = ctx.for_account(s.account).common
         if data["type"] == "snapshot":
             events: list[AnyEvent] = [
                 BalanceEvent(
@@ -132,7 +136,7 @@ class TestProvider(Provider[TestProviderSettings]):
 class TickLink(Link):
     """The scripted upstream: snapshot, then ticks on a timer."""
 
-    def __init__(self, provider: TestProvider, ctx: ProviderContext) -> None:
+    def __init__(self, provider: TestProvider, ctx: LinkHost) -> None:
         self.provider = provider
         self.ctx = ctx
         self.account: str | None = None
@@ -160,9 +164,8 @@ class TickLink(Link):
     async def run(self) -> None:
         """Connect, snapshot, tick."""
         p, s, ctx = self.provider, self.provider.settings, self.ctx
-        ctx.set_link_state("connecting")
         await p.on_connect(self)
-        ctx.set_link_state("connected")
+        ctx.connected()
         ctx.deliver(self._snapshot())
         start = max(0, p.cursor - s.replay)
         seq = start

@@ -1,9 +1,4 @@
-"""The plugin API: the only module of fin2mqtt that provider plugins import.
-
-A provider plugin is a subclass of ``Provider`` registered in the entry-point group
-``fin2mqtt.providers``. It declares its settings model, builds its link, and turns frames into
-normalized events with a pure ``parse``. The core does the rest: reconnects, MQTT, state, discovery.
-"""
+"""The provider plugin base and what its hooks see; re-exported by ``bridge.api``."""
 
 from __future__ import annotations
 
@@ -11,76 +6,18 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import JsonValue
 
 from bridge.config import SecretFileModel
 from bridge.entities import STANDARD_ENTITIES, EntitySpec
-from bridge.errors import (
-    AuthFailure,
-    DoNotReconnect,
-    LinkFailure,
-    TransportFailure,
-    UpstreamConfigFailure,
-)
-from bridge.events import (
-    AccountStatusEvent,
-    AnyEvent,
-    BalanceEvent,
-    Event,
-    Id,
-    LinkStateEvent,
-    LinkStateName,
-    MarketPriceEvent,
-    Money,
-    NotificationEvent,
-    OrderBookEvent,
-    OrderBookLevel,
-    OrderEvent,
-    PositionEvent,
-    RawEvent,
-    SnapshotEvent,
-    TradeEvent,
-    TransactionEvent,
-    stable_id,
-)
-from bridge.webhooks import WebhookRoute, WebhookServer  # aiohttp itself is imported lazily
+from bridge.errors import LinkFailure
+from bridge.events import AnyEvent
 
-__all__ = [
-    "STANDARD_ENTITIES",
-    "AccountStatusEvent",
-    "AnyEvent",
-    "AuthFailure",
-    "BalanceEvent",
-    "Connection",
-    "DoNotReconnect",
-    "EntitySpec",
-    "Event",
-    "Id",
-    "Link",
-    "LinkFailure",
-    "LinkStateEvent",
-    "LinkStateName",
-    "MarketPriceEvent",
-    "Money",
-    "NotificationEvent",
-    "OrderBookEvent",
-    "OrderBookLevel",
-    "OrderEvent",
-    "PositionEvent",
-    "Provider",
-    "ProviderContext",
-    "ProviderSettings",
-    "RawEvent",
-    "SnapshotEvent",
-    "TradeEvent",
-    "TransactionEvent",
-    "TransportFailure",
-    "UpstreamConfigFailure",
-    "WebhookRoute",
-    "stable_id",
-]
+if TYPE_CHECKING:
+    from bridge.connections import ConnectionSpec
+    from bridge.helpers import ParseContext
 
 
 class ProviderSettings(SecretFileModel):
@@ -95,7 +32,7 @@ SettingsT = TypeVar("SettingsT", bound=ProviderSettings)
 
 
 class ProviderContext(Protocol):
-    """What the core hands a provider instance's link."""
+    """What the core hands a provider instance when it asks for its connections."""
 
     @property
     def instance(self) -> str:
@@ -111,26 +48,8 @@ class ProviderContext(Protocol):
         """The current time (UTC, aware); tests may replace the clock."""
         ...
 
-    def deliver(self, frame: Any) -> None:
-        """Hand one upstream frame to ``Provider.parse`` and publish what it yields.
-
-        A frame ``parse`` cannot handle is published as a ``RawEvent`` with the error: never lost.
-        """
-        ...
-
     def emit(self, events: Iterable[AnyEvent]) -> None:
-        """Publish events built outside ``parse`` (e.g. from an HTTP poll)."""
-        ...
-
-    def set_link_state(
-        self, state: LinkStateName, *, error: str | None = None, account: str | None = None
-    ) -> None:
-        """Report the link's state; retained on ``<base>/<instance>[/<account>]/link``."""
-        ...
-
-    @property
-    def webhooks(self) -> WebhookServer:
-        """The daemon's shared webhook server (webhook links register their routes on it)."""
+        """Publish events built outside ``parse`` (e.g. by a fallback poller)."""
         ...
 
 
@@ -138,7 +57,7 @@ class Connection(Protocol):
     """An open upstream connection, as the provider's hooks see it."""
 
     account: str | None
-    """The account this connection serves, when the provider runs one link per account."""
+    """The account of the connection's ``ConnectionSpec``."""
     data: dict[str, Any]
     """Per-connection state of the hooks (e.g. a listen key); empty on every new connection."""
 
@@ -172,15 +91,14 @@ class Connection(Protocol):
 
 
 class Link(ABC):
-    """Owns one upstream connection and its life; the core runs it under supervision.
+    """A transport the core runs for one connection (WebSocket, Socket.IO, webhook, custom).
 
-    ``run`` returns or raises when the link ends; the supervisor restarts it with backoff.
-    ``close`` asks for a clean stop (e.g. an unsubscribe message) and returns when done.
+    ``run`` returns after ``close``, or raises a bug; the core restarts it with backoff.
     """
 
     @abstractmethod
     async def run(self) -> None:
-        """Connect, authenticate, receive frames into ``ProviderContext.deliver``."""
+        """Connect, authenticate, receive frames for ``parse``."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook with nothing to do by default
         """Stop cleanly; the default has nothing to say to the upstream."""
@@ -189,7 +107,7 @@ class Link(ABC):
 class Provider(ABC, Generic[SettingsT]):
     """Base of every provider plugin; one object per configured instance.
 
-    Subclasses set ``settings_model`` and implement ``create_link`` and ``parse``.
+    Subclasses set ``settings_model`` and implement ``connections`` and ``parse``.
     """
 
     settings_model: ClassVar[type[ProviderSettings]]
@@ -206,15 +124,28 @@ class Provider(ABC, Generic[SettingsT]):
         self.settings = settings
 
     @abstractmethod
-    def create_link(self, ctx: ProviderContext) -> Link:
-        """Build the link for one run (called again after each restart)."""
+    def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
+        """The upstream connections of this instance, as data; the core runs each one.
+
+        Called once per start of the instance. Each connection has its own account (``None``
+        for the instance's own link topic); accounts must be unique within the instance.
+        """
 
     @abstractmethod
-    def parse(self, frame: Any, received_at: datetime) -> Sequence[AnyEvent]:
-        """Turn one upstream frame into events. Pure: no I/O, no clock, no state changes."""
+    def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent] | None:
+        """Turn one upstream frame into events. Pure: no I/O, no clock, no state changes.
+
+        ``ctx.event(Model, …)`` fills ``provider``, ``account`` (the connection's) and
+        ``received_at``. Return None (or raise ``Unhandled``) for a frame no model covers: the
+        core publishes it as a ``raw`` event. Any other exception publishes it as ``unparsed``.
+        """
 
     async def on_connect(self, conn: Connection) -> None:
-        """Called once the link is open: authenticate, subscribe, request a snapshot."""
+        """Called once the link is open: authenticate, subscribe, request a snapshot.
+
+        Raise ``AuthFailure`` (with the upstream's reason) when the upstream refuses the
+        credentials in-band; the core reports ``auth_failed`` and retries slowly.
+        """
 
     async def keepalive(self, conn: Connection) -> None:
         """Called every ``keepalive_interval`` seconds while connected (app-level ping)."""

@@ -1,0 +1,163 @@
+"""The plugin API: everything of fin2mqtt a provider plugin may import (plus ``bridge.testing``).
+
+Everything else in ``bridge`` is private and may change in any release; CI fails when a plugin
+imports it (ruff's banned-api, see ``pyproject.toml``). ``API_VERSION`` follows the ``fin2mqtt``
+distribution's minor version: a plugin pins ``fin2mqtt>=0.2,<0.3``.
+
+A provider plugin is a subclass of ``Provider`` registered in the entry-point group
+``fin2mqtt.providers``. It declares its settings model, its connections as data
+(``WebSocketSpec``, ``SocketIOSpec``, ``WebhookSpec``, ``CustomSpec``, each with an optional
+``FallbackPoller``), and turns frames into normalized events with a pure ``parse``. The core does
+the rest: reconnects, link state, MQTT, retained state, discovery.
+"""
+
+from __future__ import annotations
+
+from bridge.backoff import Backoff
+from bridge.connections import (
+    ConnectionSpec,
+    CustomSpec,
+    FallbackPoller,
+    LinkHost,
+    SocketIOSpec,
+    WebhookSpec,
+    WebSocketSpec,
+)
+from bridge.entities import (
+    ACCOUNT_STATUS,
+    BALANCE,
+    LINK,
+    MARKET_PRICE,
+    POSITION_PNL,
+    POSITION_QUANTITY,
+    STANDARD_ENTITIES,
+    EntitySpec,
+)
+from bridge.errors import (
+    AuthFailure,
+    DoNotReconnect,
+    LinkFailure,
+    TransportFailure,
+    UpstreamConfigFailure,
+)
+from bridge.events import (
+    AccountStatusEvent,
+    AnyEvent,
+    BalanceEvent,
+    Event,
+    Id,
+    LinkStateEvent,
+    LinkStateName,
+    MarketPriceEvent,
+    Money,
+    NotificationEvent,
+    OrderBookEvent,
+    OrderBookLevel,
+    OrderEvent,
+    PositionEvent,
+    RawEvent,
+    SnapshotEvent,
+    TradeEvent,
+    TransactionEvent,
+    stable_id,
+)
+from bridge.helpers import (
+    ParseContext,
+    Unhandled,
+    decimal,
+    decimal_or_none,
+    to_json,
+    utc_time,
+)
+from bridge.http import HttpClient, RateLimiter
+from bridge.links.reconnect import RetryPolicy, RetrySettings
+from bridge.links.socketio import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
+from bridge.links.websocket import Endpoint, WebSocketOptions
+from bridge.provider import Connection, Link, Provider, ProviderContext, ProviderSettings
+from bridge.tokens import (
+    CommandToken,
+    FileToken,
+    StaticToken,
+    TokenSettings,
+    TokenSource,
+    jwt_claims,
+    jwt_expiry,
+    renew_when_due,
+)
+from bridge.webhooks import WebhookRoute
+
+API_VERSION = "0.2"
+"""The plugin API's version (the ``fin2mqtt`` minor version that introduced it)."""
+
+__all__ = [
+    "ACCOUNT_STATUS",
+    "API_VERSION",
+    "BALANCE",
+    "LINK",
+    "MARKET_PRICE",
+    "POSITION_PNL",
+    "POSITION_QUANTITY",
+    "STANDARD_ENTITIES",
+    "AccountStatusEvent",
+    "AnyEvent",
+    "AuthFailure",
+    "Backoff",
+    "BalanceEvent",
+    "CommandToken",
+    "Connection",
+    "ConnectionSpec",
+    "CustomSpec",
+    "DoNotReconnect",
+    "Endpoint",
+    "EntitySpec",
+    "Event",
+    "FallbackPoller",
+    "FileToken",
+    "HttpClient",
+    "Id",
+    "Link",
+    "LinkFailure",
+    "LinkHost",
+    "LinkStateEvent",
+    "LinkStateName",
+    "MarketPriceEvent",
+    "Money",
+    "NotificationEvent",
+    "OrderBookEvent",
+    "OrderBookLevel",
+    "OrderEvent",
+    "OverflowPolicy",
+    "ParseContext",
+    "PositionEvent",
+    "Provider",
+    "ProviderContext",
+    "ProviderSettings",
+    "RateLimiter",
+    "RawEvent",
+    "RetryPolicy",
+    "RetrySettings",
+    "SnapshotEvent",
+    "SocketIOEndpoint",
+    "SocketIOOptions",
+    "SocketIOSpec",
+    "StaticToken",
+    "TokenSettings",
+    "TokenSource",
+    "TradeEvent",
+    "TransactionEvent",
+    "TransportFailure",
+    "Unhandled",
+    "UpstreamConfigFailure",
+    "WebSocketOptions",
+    "WebSocketSpec",
+    "WebhookRoute",
+    "WebhookSpec",
+    "decimal",
+    "decimal_or_none",
+    "jwt_claims",
+    "jwt_expiry",
+    "renew_when_due",
+    "stable_id",
+    "to_json",
+    "utc_time",
+]
