@@ -24,14 +24,14 @@ from bridge.api import (
     WebSocketOptions,
     WebSocketSpec,
 )
-from bridge.config import SupervisorSettings
-from bridge.context import InstanceContext
-from bridge.faults import SeenFaults
-from bridge.hub import Hub
-from bridge.outbox import Outbox
-from bridge.supervisor import ConnectionRunner
+from bridge.config.settings import SupervisorSettings
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.context import InstanceContext
+from bridge.pipeline.hub import Hub
+from bridge.pipeline.outbox import Outbox
+from bridge.runtime.faults import SeenFaults
+from bridge.runtime.supervisor import ConnectionRunner
 from bridge.testing.simulator import WebSocketSimulator
-from bridge.topics import TopicMap
 
 
 class Firehose(WebSocketSimulator):

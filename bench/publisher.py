@@ -11,11 +11,11 @@ from typing import Any
 import aiomqtt
 
 from bench.stats import summary
-from bridge.config import MqttSettings
-from bridge.outbox import Outbox
-from bridge.publisher import Publisher
+from bridge.config.settings import MqttSettings
+from bridge.mqtt.publisher import Publisher
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.outbox import Outbox
 from bridge.testing.broker import Broker
-from bridge.topics import TopicMap
 
 PAYLOAD = (
     b'{"schema":1,"provider":"bench","account":"a","id":"tx-000000","kind":"transaction",'

@@ -1,5 +1,5 @@
 """``python -m bridge`` is the ``fin2mqtt`` command."""
 
-from bridge.cli import main
+from bridge.runtime.cli import main
 
 raise SystemExit(main())

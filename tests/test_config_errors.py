@@ -145,7 +145,7 @@ def test_env_overrides_and_credentials(tmp_path: Path):
         "CREDENTIALS_DIRECTORY": str(creds),
     }
     code = (
-        "from pathlib import Path; from bridge.loader import load_config;"
+        "from pathlib import Path; from bridge.config.loader import load_config;"
         f"c = load_config(Path({str(path)!r}));"
         "print(c.settings.mqtt.host, c.settings.mqtt.port,"
         " c.settings.mqtt.password.get_secret_value(),"

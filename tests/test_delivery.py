@@ -12,13 +12,13 @@ import json
 
 import pytest
 
-from bridge.config import MqttSettings
-from bridge.outbox import Outbox
-from bridge.publisher import Publisher
+from bridge.config.settings import MqttSettings
+from bridge.mqtt.publisher import Publisher
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.outbox import Outbox
 from bridge.testing.broker import Broker
 from bridge.testing.proxy import TcpProxy
 from bridge.testing.recorder import MqttRecorder, retained
-from bridge.topics import TopicMap
 
 BASE = "dlv"
 

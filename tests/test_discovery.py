@@ -123,10 +123,10 @@ async def test_discovery_can_be_turned_off(broker, recorder: MqttRecorder, daemo
 def test_an_entity_spec_can_be_limited_to_events_with_given_fields():
     from datetime import UTC, datetime
 
-    from bridge.discovery import Discovery, ProviderInfo
-    from bridge.entities import EntitySpec
-    from bridge.events import AccountStatusEvent
-    from bridge.topics import TopicMap
+    from bridge.model.entities import EntitySpec
+    from bridge.model.events import AccountStatusEvent
+    from bridge.mqtt.discovery import Discovery, ProviderInfo
+    from bridge.mqtt.topics import TopicMap
 
     pending = EntitySpec(
         kind="account_status",

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.faults import SeenFaults, describe, location
+from bridge.runtime.faults import SeenFaults, describe, location
 
 
 def crash_a(n: int) -> None:

@@ -20,7 +20,7 @@ from bridge.api import (
     to_json,
     utc_time,
 )
-from bridge.context import InstanceContext
+from bridge.pipeline.context import InstanceContext
 from tests.test_ws_link import EchoProvider, EchoSettings, RecordingHub, make_link, until
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -13,10 +13,9 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from bridge.backoff import Backoff
-from bridge.errors import AuthFailure, ConfigError, TransportFailure, UpstreamConfigFailure
-from bridge.http import HttpClient, RateLimiter
-from bridge.tokens import (
+from bridge.links.backoff import Backoff
+from bridge.links.http_client import HttpClient, RateLimiter
+from bridge.links.tokens import (
     CommandToken,
     FileToken,
     TokenSettings,
@@ -24,6 +23,7 @@ from bridge.tokens import (
     jwt_expiry,
     renew_when_due,
 )
+from bridge.model.errors import AuthFailure, ConfigError, TransportFailure, UpstreamConfigFailure
 
 KEY = "k" * 32
 

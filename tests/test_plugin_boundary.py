@@ -49,9 +49,10 @@ def test_every_private_module_of_the_core_is_banned_for_plugins():
     "line",
     [
         "from bridge.links.websocket import WebSocketLink",
-        "from bridge.tokens import TokenSettings",
-        "import bridge.context",
-        "from bridge import hub",
+        "from bridge.links.tokens import TokenSettings",
+        "import bridge.pipeline.context",
+        "from bridge import pipeline",
+        "from bridge.model.events import BalanceEvent",
     ],
 )
 def test_a_plugin_importing_a_private_module_fails_the_lint(line):
@@ -65,7 +66,7 @@ def test_a_plugin_importing_a_private_module_fails_the_lint(line):
 def test_the_public_api_and_the_kit_pass_and_the_core_may_use_anything():
     plugin = '"""A plugin module."""\n\nfrom bridge.api import Provider\nfrom bridge.testing.simulator import WebSocketSimulator\n\n__all__ = ["Provider", "WebSocketSimulator"]\n'
     assert ruff(plugin, "plugins/example/fin2mqtt_example/probe.py").returncode == 0
-    core = '"""A core module."""\n\nfrom bridge.hub import Hub\n\n__all__ = ["Hub"]\n'
+    core = '"""A core module."""\n\nfrom bridge.pipeline.hub import Hub\n\n__all__ = ["Hub"]\n'
     assert ruff(core, "bridge/probe.py").returncode == 0
 
 

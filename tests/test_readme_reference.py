@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.reference import END, START, reference
+from bridge.plugin.reference import END, START, reference
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -12,4 +12,4 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_event_reference_matches_the_models():
     text = README.read_text()
     start, end = text.index(START), text.index(END) + len(END)
-    assert text[start:end] == reference(), "run: uv run python -m bridge.reference"
+    assert text[start:end] == reference(), "run: uv run python -m bridge.plugin.reference"

@@ -21,9 +21,9 @@ from bridge.api import (
     ProviderContext,
     ProviderSettings,
 )
-from bridge.connections import ConnectionSpec
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.socketio import SocketIOEndpoint, SocketIOLink, SocketIOOptions
+from bridge.plugin.connections import ConnectionSpec
 from bridge.testing.simulator import SocketIOSimulator
 from tests.test_ws_link import RecordingHub, link_context, until
 

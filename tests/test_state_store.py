@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from bridge.config import WebhookSettings
-from bridge.events import AccountStatusEvent, BalanceEvent, PositionEvent
-from bridge.hub import Hub
-from bridge.journal import Journal
-from bridge.outbox import Outbox
-from bridge.persister import Persister
-from bridge.topics import TopicMap
-from bridge.webhooks import WebhookRoute, WebhookServer
+from bridge.config.settings import WebhookSettings
+from bridge.links.webhook_server import WebhookRoute, WebhookServer
+from bridge.model.events import AccountStatusEvent, BalanceEvent, PositionEvent
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.hub import Hub
+from bridge.pipeline.journal import Journal
+from bridge.pipeline.outbox import Outbox
+from bridge.pipeline.persister import Persister
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from bridge.backoff import Backoff
-from bridge.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
-from bridge.outbox import Outbox
-from bridge.topics import TopicMap, slug
+from bridge.links.backoff import Backoff
+from bridge.model.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
+from bridge.mqtt.topics import TopicMap, slug
+from bridge.pipeline.outbox import Outbox
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -125,7 +125,7 @@ async def test_outbox_retry_puts_events_back_in_front_and_state_back():
 
 async def test_outbox_drops_the_oldest_events_when_full_and_says_so(caplog):
     outbox = Outbox(capacity=100)
-    with caplog.at_level(logging.WARNING, "bridge.outbox"):
+    with caplog.at_level(logging.WARNING, "bridge.pipeline.outbox"):
         for n in range(150):
             outbox.put_event("e", str(n).encode(), 1)
     assert outbox.dropped == 50
@@ -163,8 +163,8 @@ def test_backoff_grows_is_capped_and_resets():
 
 
 async def test_snapshot_replaces_the_retained_state_it_covers():
-    from bridge.events import SnapshotEvent
-    from bridge.hub import Hub
+    from bridge.model.events import SnapshotEvent
+    from bridge.pipeline.hub import Hub
 
     outbox = Outbox(capacity=100)
     hub = Hub(TopicMap("b"), outbox, None, 1)

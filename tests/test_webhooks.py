@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.config import WebhookSettings
-from bridge.webhooks import WebhookRoute, WebhookServer, client_address
+from bridge.config.settings import WebhookSettings
+from bridge.links.webhook_server import WebhookRoute, WebhookServer, client_address
 
 VEZGO_IPS = tuple(
     ipaddress.ip_network(f"{ip}/32")
@@ -153,10 +153,10 @@ def test_client_address_walks_trusted_hops():
 
 async def test_webhook_link_delivers_accepted_posts_to_the_provider():
     from bridge.api import WebhookSpec
-    from bridge.config import SupervisorSettings
-    from bridge.context import InstanceContext
-    from bridge.faults import SeenFaults
-    from bridge.supervisor import ConnectionRunner
+    from bridge.config.settings import SupervisorSettings
+    from bridge.pipeline.context import InstanceContext
+    from bridge.runtime.faults import SeenFaults
+    from bridge.runtime.supervisor import ConnectionRunner
     from bridge.testing.simulator import WebhookSender
     from tests.test_ws_link import EchoProvider, EchoSettings, RecordingHub, until
 

@@ -22,16 +22,16 @@ from bridge.api import (
     RawEvent,
     TransactionEvent,
 )
-from bridge.connections import ConnectionSpec
-from bridge.context import InstanceContext
-from bridge.hub import Hub
+from bridge.links.link_state import LinkStatus
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
-from bridge.linkstate import LinkStatus
-from bridge.outbox import Outbox
-from bridge.supervisor import ConnectionContext
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.context import InstanceContext
+from bridge.pipeline.hub import Hub
+from bridge.pipeline.outbox import Outbox
+from bridge.plugin.connections import ConnectionSpec
+from bridge.runtime.supervisor import ConnectionContext
 from bridge.testing.simulator import WebSocketSimulator
-from bridge.topics import TopicMap
 
 FAST = RetryPolicy(
     backoff_min=0.01,

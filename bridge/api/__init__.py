@@ -13,17 +13,23 @@ the rest: reconnects, link state, MQTT, retained state, discovery.
 
 from __future__ import annotations
 
-from bridge.backoff import Backoff
-from bridge.connections import (
-    ConnectionSpec,
-    CustomSpec,
-    FallbackPoller,
-    LinkHost,
-    SocketIOSpec,
-    WebhookSpec,
-    WebSocketSpec,
+from bridge.links.backoff import Backoff
+from bridge.links.http_client import HttpClient, RateLimiter
+from bridge.links.reconnect import RetryPolicy, RetrySettings
+from bridge.links.socketio import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
+from bridge.links.tokens import (
+    CommandToken,
+    FileToken,
+    StaticToken,
+    TokenSettings,
+    TokenSource,
+    jwt_claims,
+    jwt_expiry,
+    renew_when_due,
 )
-from bridge.entities import (
+from bridge.links.webhook_server import WebhookRoute
+from bridge.links.websocket import Endpoint, WebSocketOptions
+from bridge.model.entities import (
     ACCOUNT_STATUS,
     BALANCE,
     LINK,
@@ -33,14 +39,14 @@ from bridge.entities import (
     STANDARD_ENTITIES,
     EntitySpec,
 )
-from bridge.errors import (
+from bridge.model.errors import (
     AuthFailure,
     DoNotReconnect,
     LinkFailure,
     TransportFailure,
     UpstreamConfigFailure,
 )
-from bridge.events import (
+from bridge.model.events import (
     AccountStatusEvent,
     AnyEvent,
     BalanceEvent,
@@ -61,7 +67,16 @@ from bridge.events import (
     TransactionEvent,
     stable_id,
 )
-from bridge.helpers import (
+from bridge.plugin.connections import (
+    ConnectionSpec,
+    CustomSpec,
+    FallbackPoller,
+    LinkHost,
+    SocketIOSpec,
+    WebhookSpec,
+    WebSocketSpec,
+)
+from bridge.plugin.helpers import (
     ParseContext,
     Unhandled,
     decimal,
@@ -69,22 +84,7 @@ from bridge.helpers import (
     to_json,
     utc_time,
 )
-from bridge.http import HttpClient, RateLimiter
-from bridge.links.reconnect import RetryPolicy, RetrySettings
-from bridge.links.socketio import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
-from bridge.links.websocket import Endpoint, WebSocketOptions
-from bridge.provider import Connection, Link, Provider, ProviderContext, ProviderSettings
-from bridge.tokens import (
-    CommandToken,
-    FileToken,
-    StaticToken,
-    TokenSettings,
-    TokenSource,
-    jwt_claims,
-    jwt_expiry,
-    renew_when_due,
-)
-from bridge.webhooks import WebhookRoute
+from bridge.plugin.provider import Connection, Link, Provider, ProviderContext, ProviderSettings
 
 API_VERSION = "0.2"
 """The plugin API's version (the ``fin2mqtt`` minor version that introduced it)."""

@@ -1,1 +1,1 @@
-"""Links the core gives plugins: WebSocket, Socket.IO, webhook, and groups of them."""
+"""Links the core runs for plugins: WebSocket, Socket.IO, webhooks, HTTP, tokens, link state."""

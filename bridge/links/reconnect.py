@@ -15,16 +15,16 @@ import socketio.exceptions
 from pydantic import Field
 from websockets.exceptions import WebSocketException
 
-from bridge.backoff import Backoff
-from bridge.config import SecretFileModel
-from bridge.errors import (
+from bridge.config.settings import SecretFileModel
+from bridge.links.backoff import Backoff
+from bridge.model.errors import (
     AuthFailure,
     DoNotReconnect,
     LinkFailure,
     TransportFailure,
     UpstreamConfigFailure,
 )
-from bridge.events import LinkStateName
+from bridge.model.events import LinkStateName
 
 log = logging.getLogger(__name__)
 

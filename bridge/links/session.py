@@ -8,9 +8,9 @@ from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from bridge.errors import LinkFailure, TransportFailure
 from bridge.links.reconnect import Reconnector, RetryPolicy, StateReport
-from bridge.provider import Connection, Link, Provider
+from bridge.model.errors import LinkFailure, TransportFailure
+from bridge.plugin.provider import Connection, Link, Provider
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ import socketio
 import socketio.packet
 from pydantic import JsonValue
 
-from bridge.errors import AuthFailure, LinkFailure, TransportFailure
 from bridge.links.reconnect import RetryPolicy, session_failure
 from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
-from bridge.provider import Provider
+from bridge.model.errors import AuthFailure, LinkFailure, TransportFailure
+from bridge.plugin.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)

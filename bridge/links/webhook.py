@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from bridge.links.session import LinkContext
-from bridge.provider import Link
-from bridge.webhooks import WebhookRoute, WebhookServer
+from bridge.links.webhook_server import WebhookRoute, WebhookServer
+from bridge.plugin.provider import Link
 
 
 class WebhookLink(Link):

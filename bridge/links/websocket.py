@@ -31,15 +31,15 @@ from websockets.exceptions import (
     WebSocketException,
 )
 
-from bridge.errors import (
+from bridge.links.reconnect import RetryPolicy, session_failure
+from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
+from bridge.model.errors import (
     AuthFailure,
     LinkFailure,
     TransportFailure,
     UpstreamConfigFailure,
 )
-from bridge.links.reconnect import RetryPolicy, session_failure
-from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
-from bridge.provider import Provider
+from bridge.plugin.provider import Provider
 
 
 @dataclass(frozen=True, slots=True)

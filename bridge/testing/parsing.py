@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.api import AnyEvent, ParseContext, Provider
-from bridge.parsing import frame_events
+from bridge.plugin.parsing import frame_events
 
 
 def parse_frames(

@@ -6,10 +6,10 @@ import hashlib
 import time
 from collections.abc import Iterable
 
-from bridge.discovery import Discovery
-from bridge.events import AnyEvent, LinkStateEvent, PositionEvent, SnapshotEvent
-from bridge.outbox import Outbox
-from bridge.topics import TopicMap
+from bridge.model.events import AnyEvent, LinkStateEvent, PositionEvent, SnapshotEvent
+from bridge.mqtt.discovery import Discovery
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.outbox import Outbox
 
 _SEGMENT = {"balance": "balance", "position": "position", "account_status": "status"}
 """Topic level under an account for each kind a snapshot can cover (see ``TopicMap``)."""

@@ -14,21 +14,21 @@ from typing import Any
 from pydantic import JsonValue
 
 from bridge import __version__
-from bridge.context import InstanceContext
-from bridge.dedup import SeenIds
-from bridge.discovery import Discovery, ProviderInfo
-from bridge.hub import Hub
-from bridge.journal import Journal
-from bridge.loader import LoadedConfig
-from bridge.outbox import Outbox
-from bridge.persister import Persister
-from bridge.publisher import OFFLINE_TIMEOUT, Publisher
-from bridge.requests import RequestHandler
-from bridge.retained import RetainedState
-from bridge.sdnotify import Notifier, watchdog_interval
-from bridge.supervisor import ProviderRunner
-from bridge.topics import TopicMap
-from bridge.webhooks import WebhookServer
+from bridge.config.loader import LoadedConfig
+from bridge.links.webhook_server import WebhookServer
+from bridge.mqtt.bridge_requests import RequestHandler
+from bridge.mqtt.discovery import Discovery, ProviderInfo
+from bridge.mqtt.publisher import OFFLINE_TIMEOUT, Publisher
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.context import InstanceContext
+from bridge.pipeline.hub import Hub
+from bridge.pipeline.journal import Journal
+from bridge.pipeline.outbox import Outbox
+from bridge.pipeline.persister import Persister
+from bridge.pipeline.retained_state import RetainedState
+from bridge.pipeline.seen_ids import SeenIds
+from bridge.runtime.sdnotify import Notifier, watchdog_interval
+from bridge.runtime.supervisor import ProviderRunner
 
 log = logging.getLogger("fin2mqtt")
 

@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from bridge.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
-from bridge.helpers import ParseContext
-from bridge.hub import Hub
-from bridge.parsing import frame_events
-from bridge.provider import Provider
-from bridge.webhooks import WebhookServer
+from bridge.links.webhook_server import WebhookServer
+from bridge.model.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
+from bridge.pipeline.hub import Hub
+from bridge.plugin.helpers import ParseContext
+from bridge.plugin.parsing import frame_events
+from bridge.plugin.provider import Provider
 
 PARSE_ERROR_LOG_EVERY = 100
 

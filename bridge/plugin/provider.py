@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import JsonValue
 
-from bridge.config import SecretFileModel
-from bridge.entities import STANDARD_ENTITIES, EntitySpec
-from bridge.errors import LinkFailure
-from bridge.events import AnyEvent
+from bridge.config.settings import SecretFileModel
+from bridge.model.entities import STANDARD_ENTITIES, EntitySpec
+from bridge.model.errors import LinkFailure
+from bridge.model.events import AnyEvent
 
 if TYPE_CHECKING:
-    from bridge.connections import ConnectionSpec
-    from bridge.helpers import ParseContext
+    from bridge.plugin.connections import ConnectionSpec
+    from bridge.plugin.helpers import ParseContext
 
 
 class ProviderSettings(SecretFileModel):

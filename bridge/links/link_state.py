@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from bridge.errors import DoNotReconnect, LinkFailure, UpstreamConfigFailure
-from bridge.events import LinkStateName
+from bridge.model.errors import DoNotReconnect, LinkFailure, UpstreamConfigFailure
+from bridge.model.events import LinkStateName
 
 Publish = Callable[[LinkStateName, str | None], None]
 

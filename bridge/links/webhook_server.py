@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from bridge.config import WebhookSettings
+from bridge.config.settings import WebhookSettings
 
 if TYPE_CHECKING:  # aiohttp is imported when the server starts: most setups never need it
     from aiohttp import web

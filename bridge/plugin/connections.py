@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, Self
 
-from bridge.errors import LinkFailure
 from bridge.links.reconnect import RetryPolicy
 from bridge.links.socketio import SocketIOEndpoint, SocketIOOptions
+from bridge.links.webhook_server import WebhookRoute
 from bridge.links.websocket import Endpoint, WebSocketOptions
-from bridge.provider import Link
-from bridge.webhooks import WebhookRoute
+from bridge.model.errors import LinkFailure
+from bridge.plugin.provider import Link
 
 
 class FallbackPoller(ABC):

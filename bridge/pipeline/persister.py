@@ -12,8 +12,8 @@ import contextlib
 import logging
 import sqlite3
 
-from bridge.journal import Batch, Journal
-from bridge.outbox import NotDurable, Outbox
+from bridge.pipeline.journal import Batch, Journal
+from bridge.pipeline.outbox import NotDurable, Outbox
 
 log = logging.getLogger(__name__)
 

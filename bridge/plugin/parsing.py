@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.events import AnyEvent
-from bridge.helpers import ParseContext, Unhandled
-from bridge.provider import Provider
+from bridge.model.events import AnyEvent
+from bridge.plugin.helpers import ParseContext, Unhandled
+from bridge.plugin.provider import Provider
 
 NAME_KEYS = ("type", "event", "topic", "op", "channel", "method")
 """Fields whose text names an unhandled frame's raw event (else it is ``unhandled``)."""

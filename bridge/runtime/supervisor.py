@@ -15,9 +15,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bridge.backoff import Backoff
-from bridge.config import SupervisorSettings
-from bridge.connections import (
+from bridge.config.settings import SupervisorSettings
+from bridge.links.backoff import Backoff
+from bridge.links.link_state import LinkStatus
+from bridge.links.socketio import SocketIOLink
+from bridge.links.webhook import WebhookLink
+from bridge.links.websocket import WebSocketLink
+from bridge.model.errors import LinkFailure
+from bridge.model.events import LinkStateName
+from bridge.pipeline.context import InstanceContext
+from bridge.plugin.connections import (
     ConnectionSpec,
     CustomSpec,
     FallbackPoller,
@@ -25,15 +32,8 @@ from bridge.connections import (
     WebhookSpec,
     WebSocketSpec,
 )
-from bridge.context import InstanceContext
-from bridge.errors import LinkFailure
-from bridge.events import LinkStateName
-from bridge.faults import SeenFaults, describe
-from bridge.links.socketio import SocketIOLink
-from bridge.links.webhook import WebhookLink
-from bridge.links.websocket import WebSocketLink
-from bridge.linkstate import LinkStatus
-from bridge.provider import Link, Provider
+from bridge.plugin.provider import Link, Provider
+from bridge.runtime.faults import SeenFaults, describe
 
 
 class ConnectionContext:

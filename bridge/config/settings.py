@@ -1,8 +1,8 @@
 """Daemon configuration: TOML file, ``FIN2MQTT_…`` environment overrides, secrets from files.
 
 Sources, strongest first: environment, systemd credentials (``$CREDENTIALS_DIRECTORY``), the TOML
-file, defaults. Provider tables keep their plugin's keys unvalidated here; ``bridge.plugins``
-validates them with the plugin's own model.
+file, defaults. Provider tables keep their plugin's keys unvalidated here;
+``bridge.runtime.plugin_loader`` validates them with the plugin's own model.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bridge.errors import ConfigError
-from bridge.secrets import credentials_dir, resolve_secret_files
+from bridge.config.credentials import credentials_dir, resolve_secret_files
+from bridge.model.errors import ConfigError
 
 ENV_PREFIX = "FIN2MQTT_"
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 from pydantic import JsonValue
 
-from bridge.outbox import Outbox
-from bridge.topics import TopicMap
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

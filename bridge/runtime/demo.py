@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from bridge.config import MqttSettings, ProviderEntry, Settings
-from bridge.daemon import Daemon
-from bridge.errors import ConfigError
-from bridge.loader import LoadedConfig
-from bridge.plugins import resolve_instances
-from bridge.sdnotify import Notifier
+from bridge.config.loader import LoadedConfig
+from bridge.config.settings import MqttSettings, ProviderEntry, Settings
+from bridge.model.errors import ConfigError
+from bridge.runtime.daemon import Daemon
+from bridge.runtime.plugin_loader import resolve_instances
+from bridge.runtime.sdnotify import Notifier
 from bridge.testing.broker import Broker, make_broker
 from bridge.testing.recorder import MqttRecorder, Received
 from bridge.testing.simulator import DemoSetup

@@ -10,10 +10,10 @@ from typing import Any
 from pydantic import ValidationError
 from stevedore import NamedExtensionManager
 
-from bridge.config import ProviderEntry, describe_errors
-from bridge.errors import ConfigError
-from bridge.provider import Provider, ProviderSettings
-from bridge.secrets import credentials_dir, read_secret_file, secret_fields
+from bridge.config.credentials import credentials_dir, read_secret_file, secret_fields
+from bridge.config.settings import ProviderEntry, describe_errors
+from bridge.model.errors import ConfigError
+from bridge.plugin.provider import Provider, ProviderSettings
 
 GROUP = "fin2mqtt.providers"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from bridge.events import (
+from bridge.model.events import (
     AccountStatusEvent,
     AnyEvent,
     BalanceEvent,

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.config import ProviderEntry, Settings, find_config, load_settings
-from bridge.errors import ConfigError
-from bridge.plugins import ProviderInstance, installed_providers, resolve_instances
+from bridge.config.settings import ProviderEntry, Settings, find_config, load_settings
+from bridge.model.errors import ConfigError
+from bridge.runtime.plugin_loader import ProviderInstance, installed_providers, resolve_instances
 
 
 @dataclass(frozen=True, slots=True)

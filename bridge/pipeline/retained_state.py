@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.journal import OwnerRow
+from bridge.pipeline.journal import OwnerRow
 
 Owner = tuple[str, str | None]
 """Provider instance and account."""

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import aiomqtt
 
-from bridge.backoff import Backoff
-from bridge.config import MqttSettings
-from bridge.outbox import Message, Outbox
-from bridge.topics import TopicMap
+from bridge.config.settings import MqttSettings
+from bridge.links.backoff import Backoff
+from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.outbox import Message, Outbox
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.entities import EntitySpec
-from bridge.events import AnyEvent
-from bridge.topics import TopicMap, slug
+from bridge.model.entities import EntitySpec
+from bridge.model.events import AnyEvent
+from bridge.mqtt.topics import TopicMap, slug
 
 PROJECT_URL = "https://github.com/fin2mqtt/fin2mqtt"
 

@@ -14,8 +14,8 @@ from typing import Any, Self
 
 import aiohttp
 
-from bridge.backoff import Backoff
-from bridge.errors import AuthFailure, TransportFailure, UpstreamConfigFailure
+from bridge.links.backoff import Backoff
+from bridge.model.errors import AuthFailure, TransportFailure, UpstreamConfigFailure
 
 log = logging.getLogger(__name__)
 

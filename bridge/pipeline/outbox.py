@@ -19,9 +19,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from bridge.dedup import SeenIds
-from bridge.journal import EventRow
-from bridge.retained import Owner, RetainedState
+from bridge.pipeline.journal import EventRow
+from bridge.pipeline.retained_state import Owner, RetainedState
+from bridge.pipeline.seen_ids import SeenIds
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from bridge.events import BaseEvent, RawEvent, stable_id
+from bridge.model.events import BaseEvent, RawEvent, stable_id
 
 E = TypeVar("E", bound=BaseEvent)
 

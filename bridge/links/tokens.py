@@ -17,9 +17,9 @@ from typing import Any, Self
 import jwt
 from pydantic import Field, SecretStr, model_validator
 
-from bridge.config import SecretFileModel
-from bridge.errors import AuthFailure, ConfigError
-from bridge.secrets import read_secret_file
+from bridge.config.credentials import read_secret_file
+from bridge.config.settings import SecretFileModel
+from bridge.model.errors import AuthFailure, ConfigError
 
 log = logging.getLogger(__name__)
 

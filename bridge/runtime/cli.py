@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from bridge import __version__
-from bridge.config import search_path
-from bridge.errors import ConfigError
-from bridge.loader import LoadedConfig, load_config
-from bridge.logsetup import setup_logging
-from bridge.plugins import installed_providers
+from bridge.config.loader import LoadedConfig, load_config
+from bridge.config.settings import search_path
+from bridge.model.errors import ConfigError
+from bridge.runtime.logsetup import setup_logging
+from bridge.runtime.plugin_loader import installed_providers
 
 EXIT_CONFIG = 2
 
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or config.settings.log_level)
     if config.path is None:
         print("note: no configuration file found; using defaults", file=sys.stderr)
-    from bridge.daemon import run_daemon
+    from bridge.runtime.daemon import run_daemon
 
     return asyncio.run(run_daemon(config))
 
@@ -116,8 +116,8 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo."""
-    from bridge.config import find_config, load_settings
-    from bridge.demo import run_demo
+    from bridge.config.settings import find_config, load_settings
+    from bridge.runtime.demo import run_demo
 
     mqtt = None
     path = find_config(args.config)

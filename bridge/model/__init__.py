@@ -1,0 +1,1 @@
+"""The normalized event model, Home Assistant entity specs, and the error tree."""

@@ -1,0 +1,1 @@
+"""The MQTT side: the publisher (the only aiomqtt user), topic names, discovery, bridge requests."""

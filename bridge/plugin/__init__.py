@@ -1,0 +1,1 @@
+"""What a plugin implements against: the provider base, connection specs, parse helpers."""

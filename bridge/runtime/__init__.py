@@ -1,0 +1,1 @@
+"""The running daemon: command line, supervisor, plugin loading, systemd, logging, demo."""
