@@ -43,6 +43,7 @@ async def main(quick: bool) -> dict[str, Any]:
     """Run every benchmark in turn; returns the results."""
     n_tp, rounds = (20_000, 3) if quick else (100_000, 5)
     lat_seconds = 5.0 if quick else 30.0
+    cpu_seconds = 5.0 if quick else 20.0
     idle = 10.0 if quick else 60.0
     results: dict[str, Any] = {"quick": quick, "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="f2m-bench-") as tmp:
@@ -53,6 +54,10 @@ async def main(quick: bool) -> dict[str, Any]:
             qos1 = await e2e.throughput(work, broker, n_tp, rounds, 1)
             qos0 = await e2e.throughput(work, broker, n_tp, rounds, 0)
             lat = await e2e.latency(work, broker, 1000, lat_seconds)
+            cpu = [
+                await e2e.cpu_per_event(work / f"cpu-{r}", broker, 1000, cpu_seconds, 1)
+                for r in range(rounds)
+            ]
             rec = await recovery.run(work, broker)
         finally:
             broker.stop()
@@ -71,10 +76,18 @@ async def main(quick: bool) -> dict[str, Any]:
             "qos0_ratio": round(qos0["ratio"], 3),
             "qos0_events_per_s": round(statistics.median(qos0["fin2mqtt"])),
             "qos0_ideal_events_per_s": round(statistics.median(qos0["ideal"])),
-            "lost": qos1["lost"] + qos0["lost"] + int(lat["lost"]),
+            "lost": qos1["lost"]
+            + qos0["lost"]
+            + int(lat["lost"])
+            + int(sum(c["lost"] for c in cpu)),
             "p50_ms_at_1000": round(lat["p50_ms"], 2),
             "p99_ms_at_1000": round(lat["p99_ms"], 2),
             "max_ms_at_1000": round(lat["max_ms"], 2),
+            "cpu_us_per_event_at_1000": round(statistics.median(c["fin2mqtt_us"] for c in cpu)),
+            "cpu_us_ideal_at_1000": round(statistics.median(c["ideal_us"] for c in cpu)),
+            "cpu_ratio_at_1000": round(statistics.median(c["ratio"] for c in cpu), 2),
+            "cpu_ratios_at_1000": [round(c["ratio"], 2) for c in cpu],
+            "durable_vs_memory": round(float(pub["durable_vs_memory"]), 2),
             "publisher_vs_awaiting": round(float(pub["publisher_vs_awaiting"]), 2),
             "publisher_vs_window50": round(float(pub["publisher_vs_window50"]), 2),
             "link_vs_plain": round(float(lnk["link_vs_plain"]), 2),
@@ -111,6 +124,9 @@ def table(r: dict[str, Any], qos1: dict[str, Any], qos0: dict[str, Any]) -> str:
         ("QoS 0 end to end vs the ideal bridge", f"{q0}x ({rates0})", ""),
         ("events lost", str(r["lost"]), "0"),
         ("latency at 1,000 events/s: p50 / p99 / max", lat, "p99 <= 5 ms"),
+        ("CPU per event at 1,000 events/s QoS 1, vs the ideal bridge",
+         f"{summary(r['cpu_ratios_at_1000'], '{:.2f}')}x ({r['cpu_us_per_event_at_1000']} vs "
+         f"{r['cpu_us_ideal_at_1000']} µs)", "<= 1.1x"),
         ("1,000 accounts: all streaming / RSS / idle CPU", big, "<= 150 MB, <= 25 %"),
         ("100 accounts: all streaming / RSS / idle CPU", small, ""),
         ("start to READY (5 providers) / SIGTERM to exit",
@@ -118,6 +134,8 @@ def table(r: dict[str, Any], qos1: dict[str, Any], qos0: dict[str, Any]) -> str:
         ("broker restarted -> retained state back", f"{r['broker_recovery_s']} s", "<= 2 s"),
         ("upstream dropped -> link connected again", f"{r['upstream_recovery_s']} s", ""),
         ("publisher alone vs aiomqtt awaiting / 50 in flight", pub, ""),
+        ("durable outbox vs memory only (a 'burst' written to disk while it drains)",
+         f"{r['durable_vs_memory']}x", ""),
         ("WebSocket link -> hub vs bare recv + json.loads", f"{r['link_vs_plain']}x", ""),
     ]  # fmt: skip
     m = r["machine"]

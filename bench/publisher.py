@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -14,7 +15,9 @@ from bench.stats import summary
 from bridge.config.settings import MqttSettings
 from bridge.mqtt.publisher import Publisher
 from bridge.mqtt.topics import TopicMap
+from bridge.pipeline.journal import Journal
 from bridge.pipeline.outbox import Outbox
+from bridge.pipeline.persister import Persister
 from bridge.testing.broker import Broker
 
 PAYLOAD = (
@@ -49,22 +52,37 @@ async def plain_window(broker: Broker, n: int, window: int = 50) -> float:
         return n / (time.perf_counter() - start)
 
 
-async def publisher(broker: Broker, n: int) -> float:
-    """fin2mqtt's outbox + publisher: events queued, drained until every one is acknowledged."""
+async def publisher(broker: Broker, n: int, state_dir: Path | None = None) -> float:
+    """fin2mqtt's outbox + publisher: events queued, drained until every one is acknowledged.
+
+    With ``state_dir`` the outbox is durable (journal + persister, as in the daemon): the burst
+    is written to disk while it drains, the worst case for the journal.
+    """
     settings = MqttSettings(host=broker.host, port=broker.port, base_topic="bench")
     outbox = Outbox(capacity=n + 10)
     topics = TopicMap("bench")
     pub = Publisher(settings, topics, outbox, lambda: b"{}", lambda _t, _p: None, ())
+    journal = None
+    if state_dir is not None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        journal = Journal(state_dir, 100_000)
+        journal.open()
+        outbox.persistent = outbox.seen.persistent = True
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(pub.run())
+        writer = tg.create_task(Persister(journal, outbox).run()) if journal else None
         await pub.connected.wait()
         start = time.perf_counter()
         for i in range(n):
-            outbox.put_event(f"bench/events/{i % 10}", PAYLOAD, 1)
+            outbox.put_event(f"bench/events/{i % 10}", PAYLOAD, 1, key=f"tx-{i}")
         await outbox.wait_idle(600)
         rate = n / (time.perf_counter() - start)
         pub.stop(1)
         await task
+        if writer is not None:
+            writer.cancel()
+    if journal is not None:
+        journal.close()
     return rate
 
 
@@ -74,14 +92,18 @@ async def run(workdir: Path, n: int, rounds: int) -> dict[str, Any]:
 
     broker = make_broker(workdir / "broker")
     broker.start()
-    rates: dict[str, list[float]] = {"awaiting": [], "window50": [], "publisher": []}
+    rates: dict[str, list[float]] = {
+        "awaiting": [], "window50": [], "publisher": [], "durable": []
+    }  # fmt: skip
     try:
         for _ in range(rounds):
             rates["awaiting"].append(await plain_awaiting(broker, n))
             rates["publisher"].append(await publisher(broker, n))
             rates["window50"].append(await plain_window(broker, n))
+            rates["durable"].append(await publisher(broker, n, workdir / "state"))
     finally:
         broker.stop()
+    ratio_durable = [d / p for d, p in zip(rates["durable"], rates["publisher"], strict=True)]
     ratio_awaiting = [p / a for p, a in zip(rates["publisher"], rates["awaiting"], strict=True)]
     ratio_window = [p / w for p, w in zip(rates["publisher"], rates["window50"], strict=True)]
     print(f"QoS 1 publish, {n:,} messages x {rounds} rounds, {broker.name} (msg/s)")
@@ -90,7 +112,10 @@ async def run(workdir: Path, n: int, rounds: int) -> dict[str, Any]:
     print(f"  fin2mqtt outbox + publisher         : {summary(rates['publisher'])}")
     print(f"  ratio vs awaited loop               : {summary(ratio_awaiting, '{:.2f}')}")
     print(f"  ratio vs 50-in-flight loop          : {summary(ratio_window, '{:.2f}')}")
+    print(f"  durable outbox (burst written)      : {summary(rates['durable'])}")
+    print(f"  durable vs memory only              : {summary(ratio_durable, '{:.2f}')}")
     return {
+        "durable_vs_memory": statistics.median(ratio_durable),
         "publisher_rates": rates,
         "publisher_vs_awaiting": statistics.median(ratio_awaiting),
         "publisher_vs_window50": statistics.median(ratio_window),

@@ -9,6 +9,7 @@ async def test_publisher_benchmark_runs(tmp_path):
     result = await publisher.run(tmp_path, n=300, rounds=1)
     assert result["publisher_vs_awaiting"] > 0
     assert len(result["publisher_rates"]["publisher"]) == 1
+    assert result["durable_vs_memory"] > 0
 
 
 async def test_ready_benchmark_runs(tmp_path):
@@ -43,6 +44,9 @@ async def test_end_to_end_and_recovery_benchmarks_run(tmp_path):
         lat = await e2e.latency(tmp_path, broker, rate=200, seconds=0.5)
         assert lat["lost"] == 0
         assert lat["p50_ms"] > 0
+        cpu = await e2e.cpu_per_event(tmp_path, broker, rate=200, seconds=0.5, qos=1)
+        assert cpu["lost"] == 0
+        assert cpu["fin2mqtt_us"] > 0 and cpu["ideal_us"] > 0
         rec = await recovery.run(tmp_path, broker)
         assert rec["broker_recovery_s"] > 0
         assert rec["upstream_recovery_s"] > 0
