@@ -111,6 +111,8 @@ class IbexSimulator(WebSocketSimulator):
         """Every HTTP request: (monotonic time, path, status answered)."""
         self.http_fail: int | None = None
         self.html_body = False
+        self.repeat_gap = 0.25
+        """Seconds between the burst and its closing repetition of ``user_data``."""
         """Answer HTTP reads with a maintenance page (200, text/html) instead of JSON."""
         self.rate_limited = 0
         self._ids = itertools.count(1)
@@ -191,8 +193,12 @@ class IbexSimulator(WebSocketSimulator):
         body = {"safeAddress": MAIN_SAFE, "message": "Connected to real-time updates"}
         await self.send_json(ws, self.envelope("auth_success", body))
         await self.send_json(ws, self.envelope("connection_success", body))
-        for message in self.burst():
+        burst = self.burst()
+        for message in burst[:-1]:
             await self.send_json(ws, message)
+        if self.repeat_gap:
+            await asyncio.sleep(self.repeat_gap)  # the second user_data comes a moment later
+        await self.send_json(ws, burst[-1])
 
     async def _serve(self, ws: ServerConnection) -> None:
         with contextlib.suppress(ConnectionClosed):

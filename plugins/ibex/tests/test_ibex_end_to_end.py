@@ -117,6 +117,10 @@ async def test_burst_becomes_retained_balances_and_statuses(
             "EURe" if sim.generation == "v1.2" else None,
         )
         assert body["tx_hash"] == sim.safes[MAIN_SAFE].transactions[0]["hash"]
+        # user_data came twice, 0.25 s apart, saying the same: each of its topics published once
+        await asyncio.sleep(0.5)
+        for topic in (f"{BASE}/status/kyc", f"{MAIN}/status/iban", f"{SAVINGS}/status/iban"):
+            assert len(recorder.on(topic)) == 1, topic
         # the auth message carried the token and the client name
         assert sim.received[0]["type"] == "auth"
         assert sim.received[0]["clientName"] == "fin2mqtt"
