@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 
 from bridge.config.settings import MqttSettings
 from bridge.links.backoff import Backoff
+from bridge.mqtt.socket_writes import BatchedWrites
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.outbox import Message, Outbox
 
@@ -122,6 +124,7 @@ class Publisher:
         )
         # aiomqtt warns on every publish past this many pending calls, which halves throughput.
         client.pending_calls_threshold = s.max_inflight + 16
+        BatchedWrites(client, asyncio.get_running_loop()).install()
         return client
 
     async def _session(self) -> None:
@@ -155,8 +158,7 @@ class Publisher:
         stopped = False
         try:
             async with asyncio.TaskGroup() as tg:
-                for n in range(self.settings.max_inflight):
-                    tg.create_task(self._publish_loop(client), name=f"mqtt-publish-{n}")
+                tg.create_task(self._send_loop(client), name="mqtt-send")
                 tg.create_task(self._receive_loop(client), name="mqtt-receive")
                 tg.create_task(self._stop_when_asked(client), name="mqtt-stop")
         except* _Stopped:
@@ -165,20 +167,56 @@ class Publisher:
             raise group.exceptions[0] from None
         return stopped
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        """One writer with a window of ``max_inflight`` publishes awaiting their PUBACK.
+
+        Messages go to paho directly and are settled from its ``on_publish`` callback: no task,
+        future or event per message (aiomqtt's ``publish`` makes all three, and with one worker
+        per window slot every new message woke a worker). A dead connection is noticed by the
+        receive loop, which ends the session; every unacknowledged message then goes back to the
+        outbox, where it keeps its place.
+        """
         outbox = self.outbox
-        while True:
-            msg: Message = await outbox.get()
-            try:
-                # No timeout: a dead connection is noticed by the receive loop, which ends the
-                # session and hands every unacknowledged message back to the outbox.
-                await client.publish(
-                    msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, timeout=math.inf
-                )
-            except BaseException:
-                outbox.retry(msg)
-                raise
+        paho = client._client
+        window = self.settings.max_inflight
+        inflight: dict[int, Message] = {}
+        room = asyncio.Event()
+        aiomqtt_on_publish = paho.on_publish
+
+        def on_publish(c: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+            msg = inflight.pop(mid, None)
+            if msg is None:  # one of aiomqtt's own publishes (online, info, offline)
+                if aiomqtt_on_publish is not None:
+                    aiomqtt_on_publish(c, userdata, mid, *rest)
+                return
             outbox.done(msg)
+            room.set()
+
+        paho.on_publish = on_publish
+        try:
+            while True:
+                while len(inflight) >= window:
+                    room.clear()
+                    await room.wait()
+                msg = await outbox.get()
+                try:
+                    info = paho.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+                except ValueError as exc:  # a topic or payload no broker would take
+                    log.error("cannot publish on %r: %s; dropped", msg.topic, exc)
+                    outbox.done(msg)
+                    continue
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    outbox.retry(msg)
+                    raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+                if info.is_published():  # QoS 0, already written
+                    inflight.pop(info.mid, None)
+                    outbox.done(msg)
+                else:
+                    inflight[info.mid] = msg
+        finally:
+            paho.on_publish = aiomqtt_on_publish
+            for msg in inflight.values():
+                outbox.retry(msg)
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -236,6 +236,10 @@ class Outbox:
         self._unsaved.clear()
         return rows, gone
 
+    def has_unsaved_events(self) -> bool:
+        """True when events wait to be written, or written ones to be deleted."""
+        return bool(self._unsaved or self._gone)
+
     def take_sync_waiters(self) -> list[asyncio.Future[None]]:
         """Who waits for the write that is about to start."""
         waiters, self._sync_waiters = self._sync_waiters, []
