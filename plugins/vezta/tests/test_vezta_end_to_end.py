@@ -105,9 +105,7 @@ async def test_public_channels_without_a_token_keep_only_the_chosen_markets(
 async def test_user_channels_with_a_token(broker, recorder, daemon_config, sim, tmp_path):
     token_file = tmp_path / "vezta.jwt"
     token_file.write_text(TOKEN + "\n")
-    config = providers(sim, USER).replace(
-        "[[providers]]", f'[[providers]]\ntoken_file = "{token_file}"'
-    )
+    config = providers(sim, USER, token_file=f'"{token_file}"')
     async with DaemonProcess(daemon_config(config), tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await wait_state(recorder, f"{BASE}/main/link", "connected")
@@ -183,7 +181,9 @@ async def test_a_refused_token_is_reported_while_public_channels_go_on(
     broker, recorder, daemon_config, tmp_path, variant, reason
 ):
     async with VeztaSimulator(**variant) as sim:
-        config = providers(sim, ["market:prices", "user:orders"], token="expired-jwt")
+        token_file = tmp_path / "vezta.jwt"
+        token_file.write_text("expired-jwt\n")
+        config = providers(sim, ["market:prices", "user:orders"], token_file=f'"{token_file}"')
         async with DaemonProcess(daemon_config(config), tmp_path / "d") as daemon:
             await daemon.wait_ready()
             await wait_state(recorder, f"{BASE}/main/link", "auth_failed")
@@ -191,12 +191,15 @@ async def test_a_refused_token_is_reported_while_public_channels_go_on(
             await sim.push_prices()
             await recorder.wait_topic(f"{BASE}/market/m-101/price")
             assert ("auth_failed", reason) in states(recorder, f"{BASE}/main/link")
-            # the token is asked for again (slowly): a fixed one is picked up
-            sim.tokens.add("expired-jwt")
+            # the token file is read again before the next (slow) attempt: a fresh token works
+            token_file.write_text(TOKEN + "\n")
             await wait_state(recorder, f"{BASE}/main/link", "connected")
+            await sim.publish("user:orders", sim.order("o-1", "OPEN"))
+            await recorder.wait_topic(f"{BASE}/main/order")
             await daemon.terminate()
         assert states(recorder, f"{BASE}/link")[-1] == ("connected", None)
         assert "expired-jwt" not in daemon.log()
+        assert TOKEN not in daemon.log()
 
 
 @pytest.mark.parametrize("variant", [{}, {"ack_style": "wrapped", "envelope": "channel"}])
