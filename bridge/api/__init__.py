@@ -16,7 +16,7 @@ from __future__ import annotations
 from bridge.links.backoff import Backoff
 from bridge.links.http_client import HttpClient, RateLimiter
 from bridge.links.reconnect import RetryPolicy, RetrySettings
-from bridge.links.socketio import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
+from bridge.links.socketio_options import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
 from bridge.links.tokens import (
     CommandToken,
     FileToken,

@@ -10,12 +10,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Self
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Self
 
 from bridge.links.backoff import Backoff
 from bridge.model.errors import AuthFailure, TransportFailure, UpstreamConfigFailure
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Self:
+        import aiohttp  # a quarter of a second: only for providers that use HTTP
+
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout), raise_for_status=False
         )
@@ -113,6 +116,8 @@ class HttpClient:
         """One request with retries; returns the decoded JSON body."""
         if self._session is None:
             raise RuntimeError("use HttpClient as an async context manager")
+        import aiohttp  # loaded by __aenter__ already
+
         url = f"{self.base_url}{path}"
         self.backoff.reset()
         last = "no attempt"

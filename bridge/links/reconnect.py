@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-import socketio.exceptions
 from pydantic import Field
 from websockets.exceptions import WebSocketException
 
@@ -85,9 +84,16 @@ def as_failure(exc: BaseException) -> LinkFailure | None:
 
 
 def _is_library_transport_error(exc: BaseException) -> bool:
-    return isinstance(
-        exc, WebSocketException | socketio.exceptions.SocketIOError | aiohttp.ClientError
-    )
+    if isinstance(exc, WebSocketException):
+        return True
+    # python-socketio and aiohttp are imported only where used: an error of one that is not
+    # loaded cannot be raised
+    if (socketio := sys.modules.get("socketio.exceptions")) is not None and isinstance(
+        exc, socketio.SocketIOError
+    ):
+        return True
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
 
 
 class StateReport(Protocol):

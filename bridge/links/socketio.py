@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 import socketio
 import socketio.packet
@@ -21,37 +20,9 @@ from pydantic import JsonValue
 
 from bridge.links.reconnect import RetryPolicy, session_failure
 from bridge.links.session import LinkContext, SessionLink, Waiters, process_forever
+from bridge.links.socketio_options import OverflowPolicy, SocketIOEndpoint, SocketIOOptions
 from bridge.model.errors import AuthFailure, LinkFailure, TransportFailure
 from bridge.plugin.provider import Provider
-
-
-@dataclass(frozen=True, slots=True)
-class SocketIOEndpoint:
-    """Where and how to connect, computed for every attempt."""
-
-    url: str
-    namespace: str = "/"
-    auth: Mapping[str, Any] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    socketio_path: str = "socket.io"
-
-
-OverflowPolicy = Literal["reconnect", "drop_oldest"]
-
-
-@dataclass(frozen=True, slots=True)
-class SocketIOOptions:
-    """Tuning of a Socket.IO link."""
-
-    connect_timeout: float = 10.0
-    request_timeout: float = 10.0
-    queue_size: int = 10_000
-    """Frames waiting for ``parse``. python-socketio cannot be slowed down (it reads on and runs
-    each message in a task of its own), so a full queue applies ``overflow``."""
-    overflow: OverflowPolicy = "reconnect"
-    """``reconnect`` (default): end the connection, so the new one's snapshot closes the gap;
-    ``drop_oldest``: drop the oldest waiting frame and count it (for ticker-like streams)."""
-    stop_timeout: float = 2.0
 
 
 class _DecimalJson:

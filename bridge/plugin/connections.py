@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from bridge.links.reconnect import RetryPolicy
-from bridge.links.socketio import SocketIOEndpoint, SocketIOOptions
+from bridge.links.socketio_options import SocketIOEndpoint, SocketIOOptions
 from bridge.links.webhook_server import WebhookRoute
 from bridge.links.websocket import Endpoint, WebSocketOptions
 from bridge.model.errors import LinkFailure

@@ -18,7 +18,6 @@ from typing import Any
 from bridge.config.settings import SupervisorSettings
 from bridge.links.backoff import Backoff
 from bridge.links.link_state import LinkStatus
-from bridge.links.socketio import SocketIOLink
 from bridge.links.webhook import WebhookLink
 from bridge.links.websocket import WebSocketLink
 from bridge.model.errors import LinkFailure
@@ -173,6 +172,8 @@ class ConnectionRunner:
                     on_failure=self._failed,
                 )
             case SocketIOSpec():
+                from bridge.links.socketio import SocketIOLink  # python-socketio: only if used
+
                 return SocketIOLink(
                     ctx,
                     self.provider,
