@@ -172,3 +172,24 @@ async def test_what_the_previous_run_owned_and_is_gone_is_cleared_after_a_restar
     assert "fin2mqtt/alpha/acc-1/position/eth" in after
     assert "fin2mqtt/delta/new/balance/usd" in after
     assert not any("beta" in t or "/old/" in t or "btc" in t for t in after)
+
+
+async def test_a_provider_that_restores_nothing_keeps_its_previous_topics(
+    broker: Broker, daemon_config, tmp_path
+):
+    # a webhook provider hears of an account only when the upstream pushes: what the previous
+    # run published stays until the provider changes or clears it
+    fast = "cleanup_delay = 0.3"
+    first = table("hooks", "acc-1") + "restores_state = false\n"
+    async with DaemonProcess(daemon_config(first, mqtt=fast), tmp_path / "d1") as daemon:
+        await daemon.wait_ready()
+        await asyncio.sleep(0.5)
+        await daemon.terminate()
+    second = table("hooks", "acc-2") + "restores_state = false\n"
+    async with DaemonProcess(daemon_config(second, mqtt=fast), tmp_path / "d2") as daemon:
+        await daemon.wait_ready()
+        await asyncio.sleep(1.5)
+        after = await retained(broker.host, broker.port)
+        await daemon.terminate()
+    assert "fin2mqtt/hooks/acc-1/balance/usd" in after
+    assert "fin2mqtt/hooks/acc-2/balance/usd" in after

@@ -42,6 +42,8 @@ class RetainedState:
         self._sweeps: dict[Owner, float] = {}
         """When the stale topics of an owner may be cleared (its link came up + a delay)."""
         self._swept: set[Owner] = set()
+        self._kept: set[str] = set()
+        """Instances whose previous topics are kept (their provider does not restore state)."""
         self.persistent = False
         """True when ownership is written to the journal."""
 
@@ -57,6 +59,10 @@ class RetainedState:
         """Stale topics of provider instances no longer configured."""
         return [t for t, (instance, _) in self._stale.items() if instance not in configured]
 
+    def keep_stale(self, instance: str) -> None:
+        """Never sweep ``instance``'s previous topics: nothing would re-establish them."""
+        self._kept.add(instance)
+
     def link_seen(self, instance: str, account: str | None) -> None:
         """This run publishes the link state of ``account``."""
         self._link_accounts.setdefault(instance, set()).add(account)
@@ -64,6 +70,8 @@ class RetainedState:
     def link_up(self, instance: str, account: str | None, at: float) -> None:
         """A link of ``instance`` is up: its stale topics may be cleared from ``at`` on."""
         key = (instance, account)
+        if instance in self._kept:
+            return
         if key not in self._swept and key not in self._sweeps:
             self._sweeps[key] = at
 

@@ -118,6 +118,11 @@ class Provider(ABC, Generic[SettingsT]):
     """Seconds between ``keepalive`` calls while connected; None when the protocol needs none."""
     close_codes: ClassVar[Mapping[int, type[LinkFailure]]] = {}
     """WebSocket close codes that mean more than "retry" (e.g. ``{4003: DoNotReconnect}``)."""
+    restores_state: ClassVar[bool] = True
+    """True when a connection re-establishes all the retained state it owns soon after it is up
+    (a snapshot or burst): after a restart, what it no longer publishes is then cleared
+    (``mqtt.cleanup_delay`` after its link is up). False for pushes that repeat nothing (webhooks):
+    the previous run's retained topics are kept until the provider changes or clears them."""
 
     def __init__(self, name: str, settings: SettingsT) -> None:
         self.name = name

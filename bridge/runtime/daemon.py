@@ -75,6 +75,8 @@ class Daemon:
         self.runners: list[ProviderRunner] = []
         for instance in config.instances:
             provider = instance.build()
+            if not provider.restores_state:
+                self.outbox.retained.keep_stale(instance.name)
             if self.discovery is not None:
                 self.discovery.register(
                     ProviderInfo(instance.name, instance.provider_type, provider.entities)

@@ -57,6 +57,8 @@ class TestProviderSettings(ProviderSettings):
     garbage_at: int | None = None
     """Send an unparsable frame instead of this tick number."""
     api_key: SecretStr | None = None
+    restores_state: bool = True
+    """False: behave like a webhook provider, whose previous retained topics are kept."""
     stop_marker: Path | None = None
     """File the clean-stop hook writes to."""
 
@@ -68,6 +70,7 @@ class TestProvider(Provider[TestProviderSettings]):
 
     def __init__(self, name: str, settings: TestProviderSettings) -> None:
         super().__init__(name, settings)
+        self.restores_state = settings.restores_state  # type: ignore[misc]
         self.cursor = 0
         self.crashed = 0
 
