@@ -1,0 +1,86 @@
+"""Where the daemon's CPU goes per event: py-spy on the real daemon, fed by the Hibachi simulator.
+
+``uv run python -m bench.profile [--rate 1000] [--seconds 10]`` (``--rate 0``: saturation) writes
+``bench/results/profile-<rate>.svg`` (a flame graph) and prints the functions with the most
+samples of their own, idle time (waiting in ``select``, idle worker threads) left out. py-spy
+comes from PyPI through ``uv tool run``; it is not a dependency of the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from fin2mqtt_hibachi.simulator import HibachiSimulator
+
+from bench.e2e import ACCOUNT, daemon_config
+from bridge.testing.broker import make_broker
+from bridge.testing.daemon import DaemonProcess
+
+RESULTS = Path(__file__).parent / "results"
+IDLE = ("EpollSelector.select", "_worker (concurrent/futures/thread.py")
+
+
+def top_self(raw: Path, n: int = 25) -> list[tuple[float, str]]:
+    """The functions with the most samples of their own, as shares of the busy samples."""
+    own: collections.Counter[str] = collections.Counter()
+    busy = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or any(mark in stack.rsplit(";", 1)[-1] for mark in IDLE):
+            continue
+        busy += int(count)
+        own[stack.rsplit(";", 1)[-1]] += int(count)
+    return [(100 * c / max(busy, 1), f) for f, c in own.most_common(n)]
+
+
+def py_spy(pid: int, seconds: float, out: Path, fmt: str) -> None:
+    """Sample ``pid`` for ``seconds`` into ``out``."""
+    subprocess.run(
+        ["uv", "tool", "run", "py-spy", "record", "-p", str(pid), "-d", str(int(seconds)),
+         "-r", "200", "-f", fmt, "-o", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+async def profile(rate: float, seconds: float) -> None:
+    """Run the daemon against the simulator at ``rate`` events/s (0: as fast as possible)."""
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="f2m-profile-") as tmp:
+        work = Path(tmp)
+        broker = make_broker(work / "broker")
+        broker.start()
+        try:
+            async with HibachiSimulator(expiry=60) as sim:
+                config = daemon_config(work, broker, sim, 1)
+                async with DaemonProcess(config, work / "daemon") as daemon:
+                    await daemon.wait_ready(30)
+                    await sim.wait_until(lambda: sim.starts >= 1, timeout=30)
+                    n = int((rate or 20_000) * (2 * seconds + 3))  # both recordings under load
+                    name = f"profile-{int(rate) if rate else 'saturation'}"
+                    blast = asyncio.create_task(sim.blast(ACCOUNT, n, rate or None, 0))
+                    await asyncio.sleep(1)
+                    svg, raw = RESULTS / f"{name}.svg", work / f"{name}.txt"
+                    await asyncio.to_thread(py_spy, daemon.pid, seconds, svg, "flamegraph")
+                    await asyncio.to_thread(py_spy, daemon.pid, seconds, raw, "raw")
+                    blast.cancel()
+                    await daemon.terminate(30)
+        finally:
+            broker.stop()
+        print(f"flame graph: {svg}")
+        for share, frame in top_self(raw):
+            print(f"{share:5.1f} %  {frame}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--rate", type=float, default=1000.0, help="events/s; 0 = saturation")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    asyncio.run(profile(args.rate, args.seconds))
+    sys.exit(0)
