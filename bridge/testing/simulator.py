@@ -318,26 +318,46 @@ class DemoSetup:
 
 
 class WebhookSender:
-    """Posts webhooks like an upstream would (optionally as if through a proxy)."""
+    """Posts webhooks like an upstream would: from a chosen source address (a loopback alias
+    such as ``127.0.0.2``; Linux routes all of 127.0.0.0/8 to lo), or as if through a proxy."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, *, source: str | None = None
+    ) -> None:
         self.url = url
         self.headers = headers or {}
+        self.source = source
         self.sent = 0
 
     async def send(
-        self, body: Any, *, forwarded_for: str | None = None, raw: bytes | None = None
+        self,
+        body: Any,
+        *,
+        forwarded_for: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str | None] | None = None,
+        source: str | None = None,
     ) -> tuple[int, Any]:
-        """POST ``body`` as JSON (or ``raw`` bytes); returns the status and the decoded answer."""
+        """POST ``body`` as JSON (or ``raw`` bytes); returns the status and the decoded answer.
+
+        ``headers`` override the sender's (None removes one); ``source`` its source address.
+        """
         import aiohttp
 
-        headers = {"Content-Type": "application/json", **self.headers}
+        merged: dict[str, str | None] = {
+            "Content-Type": "application/json",
+            **self.headers,
+            **(headers or {}),
+        }
         if forwarded_for is not None:
-            headers["X-Forwarded-For"] = forwarded_for
+            merged["X-Forwarded-For"] = forwarded_for
+        sent_headers = {k: v for k, v in merged.items() if v is not None}
         data = raw if raw is not None else json.dumps(body).encode()
+        local = source or self.source
+        connector = aiohttp.TCPConnector(local_addr=(local, 0) if local else None)
         async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.url, data=data, headers=headers) as resp,
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(self.url, data=data, headers=sent_headers) as resp,
         ):
             self.sent += 1
-            return resp.status, await resp.json()
+            return resp.status, await resp.json(content_type=None)
