@@ -138,7 +138,7 @@ async def test_requests_get_answers(broker, recorder, daemon_config, tmp_path):
         assert nope == {
             "status": "error",
             "data": None,
-            "error": "unknown request 'nope' (known: info, stats)",
+            "error": "unknown request 'nope' (known: action, info, stats)",
             "transaction": 7,
         }
         bad = (await recorder.wait_topic("fin2mqtt/bridge/response/info"))[0].json()

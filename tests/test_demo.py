@@ -37,6 +37,8 @@ async def test_demo_shows_messages_and_stops_on_ctrl_c():
         assert "   example/main/balance/usd  asset=USD total=1000.00" in head
         assert " E example/main/trade  status=filled" in head
         assert "example/market/btc-usd/price  market=BTC-USD price=" in head
+        head += await read_until(proc, "/status/sync  topic=sync status=")  # a Vezgo webhook
+        assert "   vezgo/link  state=connected" in head
         began = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
         rest, _ = await asyncio.wait_for(proc.communicate(), 10)

@@ -181,3 +181,43 @@ async def test_webhook_link_delivers_accepted_posts_to_the_provider():
         sender404 = await sender.send({"type": "event", "n": 43})
         assert sender404 == (404, {"error": "no webhook at /hooks/echo"})
         serving.cancel()
+
+
+async def test_a_route_check_refuses_a_body_with_422_and_nothing_reaches_the_provider(open_server):
+    def check(body):
+        return None if isinstance(body, dict) and "account" in body else "body has no account"
+
+    route = WebhookRoute("/hooks/vezgo", required_headers={"x-client-id": "app-1"}, check=check)
+    server, received = await open_server(route)
+    assert await post(server, body=b'{"hook":"SyncAccount"}') == (
+        422,
+        {"error": "body has no account"},
+    )
+    assert await post(server, body=b'{"account":{"id":"a"}}') == (200, {"status": "accepted"})
+    assert received == [{"account": {"id": "a"}}]
+
+
+async def test_route_trusted_proxies_and_loopback_alias_sources(open_server):
+    from bridge.testing.simulator import WebhookSender
+
+    route = WebhookRoute(
+        "/hooks/vezgo",
+        allow=(*VEZGO_IPS, ipaddress.ip_network("127.0.0.2/32")),
+        trusted_proxies=(ipaddress.ip_network("127.0.0.3/32"),),
+    )
+    server, received = await open_server(route)  # the server itself trusts no proxy
+    url = f"http://127.0.0.1:{server.port}/hooks/vezgo"
+    sender = WebhookSender(url, source="127.0.0.2")
+    assert await sender.send({"n": 1}) == (200, {"status": "accepted"})
+    assert await sender.send({"n": 2}, source="127.0.0.4") == (
+        403,
+        {"error": "source address 127.0.0.4 is not allowed"},
+    )
+    # the route's proxy: its forwarded client counts; anyone else's header is ignored
+    proxy = WebhookSender(url, source="127.0.0.3")
+    assert (await proxy.send({"n": 3}, forwarded_for="52.60.241.79"))[0] == 200
+    assert (await sender.send({"n": 4}, source="127.0.0.5", forwarded_for="52.60.241.79")) == (
+        403,
+        {"error": "source address 127.0.0.5 is not allowed"},
+    )
+    assert received == [{"n": 1}, {"n": 3}]

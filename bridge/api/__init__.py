@@ -7,8 +7,9 @@ distribution's minor version: a plugin pins ``fin2mqtt>=0.2,<0.3``.
 A provider plugin is a subclass of ``Provider`` registered in the entry-point group
 ``fin2mqtt.providers``. It declares its settings model, its connections as data
 (``WebSocketSpec``, ``SocketIOSpec``, ``WebhookSpec``, ``CustomSpec``, each with an optional
-``FallbackPoller``), and turns frames into normalized events with a pure ``parse``. The core does
-the rest: reconnects, link state, MQTT, retained state, discovery.
+``FallbackPoller``), optional ``Action``s (e.g. "sync now"), and turns frames into normalized
+events with a pure ``parse``. The core does the rest: reconnects, link state, MQTT, retained
+state, discovery, requests.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from bridge.model.entities import (
     EntitySpec,
 )
 from bridge.model.errors import (
+    ActionFailed,
     AuthFailure,
     DoNotReconnect,
     LinkFailure,
@@ -67,6 +69,7 @@ from bridge.model.events import (
     TransactionEvent,
     stable_id,
 )
+from bridge.plugin.actions import Action, ActionRequest
 from bridge.plugin.connections import (
     ConnectionSpec,
     CustomSpec,
@@ -99,6 +102,9 @@ __all__ = [
     "POSITION_QUANTITY",
     "STANDARD_ENTITIES",
     "AccountStatusEvent",
+    "Action",
+    "ActionFailed",
+    "ActionRequest",
     "AnyEvent",
     "AuthFailure",
     "Backoff",

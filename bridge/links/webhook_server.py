@@ -1,7 +1,9 @@
 """One aiohttp server for every provider's webhooks, plus ``/healthz``.
 
 Routes are added by webhook links at run time; nothing listens until the first is added. Every
-rejection is a 4xx with ``{"error": "…"}``; 2xx only once the events a payload became are
+rejection is a 4xx with ``{"error": "…"}`` (404 no such route, 405 not POST, 403 source address
+or header value refused, 401 header missing, 415 not JSON, 413 too large, 400 invalid JSON, 422
+refused by the route's ``check``); 2xx only once the events a payload became are
 durable (written to the state directory, or delivered); 503 with ``Retry-After`` while the outbox
 is nearly full or cannot be written, so the sender tries again later.
 """
@@ -37,6 +39,11 @@ class WebhookRoute:
     """Source networks allowed to post; empty allows any."""
     required_headers: Mapping[str, str | None] = field(default_factory=dict)
     """Header → exact value, or None when it only has to be present."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """Proxies whose ``X-Forwarded-For`` counts, besides the server's ``trusted_proxies``."""
+    check: Callable[[Any], str | None] | None = None
+    """Says why a JSON body is refused (answered 422, nothing parsed), or None to accept it:
+    the sender learns at once that a body cannot mean anything (no ``account``, unknown hook)."""
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -161,7 +168,9 @@ class WebhookServer:
             response.headers["Allow"] = "POST"
             return response
         source = client_address(
-            request.remote, request.headers.get("X-Forwarded-For"), self.trusted
+            request.remote,
+            request.headers.get("X-Forwarded-For"),
+            self.trusted + route.trusted_proxies,
         )
         if route.allow and (source is None or not any(source in net for net in route.allow)):
             return _error(403, f"source address {source} is not allowed")
@@ -183,6 +192,8 @@ class WebhookServer:
             payload = json.loads(body, parse_float=Decimal)
         except ValueError as exc:
             return _error(400, f"body is not valid JSON: {exc}")
+        if route.check is not None and (refusal := route.check(payload)) is not None:
+            return _error(422, refusal)
         if self._overloaded is not None and self._overloaded():
             return _unavailable("the outbox is nearly full (MQTT broker unreachable?)")
         handler(payload)

@@ -24,6 +24,8 @@ class EntitySpec:
     unit: str | None = None
     icon: str | None = None
     entity_category: Literal["diagnostic", "config"] | None = None
+    options: tuple[str, ...] = ()
+    """The values of an ``enum`` sensor (``device_class="enum"``), for Home Assistant."""
     match: tuple[tuple[str, str], ...] = ()
     """Fields the event must have with these values for the entity to exist, e.g.
     ``(("topic", "recovery"),)`` for one named account status only."""

@@ -2,6 +2,7 @@
 
 BridgeError
  ├── ConfigError                  the configuration or a plugin cannot be used (exit code 2)
+ ├── ActionFailed                 a provider action could not do its work (answered as an error)
  └── ProviderError                a provider instance failed at run time (it is restarted)
       └── LinkFailure             an upstream connection ended; the link decides what follows
            ├── TransportFailure       retry with capped, jittered backoff
@@ -23,6 +24,10 @@ class ConfigError(BridgeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ActionFailed(BridgeError):
+    """A provider action failed for a reason its caller should read (the error answer's text)."""
 
 
 class ProviderError(BridgeError):

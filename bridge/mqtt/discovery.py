@@ -10,6 +10,7 @@ from typing import Any
 from bridge.model.entities import EntitySpec
 from bridge.model.events import AnyEvent
 from bridge.mqtt.topics import TopicMap, slug
+from bridge.plugin.actions import Action
 
 PROJECT_URL = "https://github.com/fin2mqtt/fin2mqtt"
 
@@ -21,6 +22,7 @@ class ProviderInfo:
     name: str
     type: str
     entities: Sequence[EntitySpec]
+    actions: Sequence[Action] = ()
 
 
 class Discovery:
@@ -35,6 +37,62 @@ class Discovery:
     def register(self, info: ProviderInfo) -> None:
         """Declare a provider instance and the entities it offers."""
         self._providers[info.name] = info
+
+    def action_configs(self, instance: str) -> list[tuple[str, bytes, str | None]]:
+        """``(config topic, payload, account)`` of a button per action (and account) of
+        ``instance``: pressing it publishes the action request to ``bridge/request/action``."""
+        info = self._providers.get(instance)
+        if info is None:
+            return []
+        node = slug(f"{self.topics.base}_{instance}")
+        out = []
+        for action in info.actions:
+            for account in action.accounts if action.per_account else (None,):
+                object_id = slug("_".join(p for p in (account, "action", action.name) if p))
+                press: dict[str, str] = {"instance": instance, "action": action.name}
+                if account is not None:
+                    press["account"] = account
+                config: dict[str, Any] = {
+                    "name": action.title,
+                    "has_entity_name": True,
+                    "command_topic": self.topics.request("action"),
+                    "payload_press": json.dumps(press, separators=(",", ":")),
+                    "qos": 1,
+                    "retain": False,
+                    "availability": [self._bridge_availability()],
+                    "device": self._device(info, account),
+                    "origin": self._origin(),
+                    "unique_id": f"{node}_{object_id}",
+                    "object_id": f"{node}_{object_id}",
+                }
+                if action.icon is not None:
+                    config["icon"] = action.icon
+                topic = f"{self.prefix}/button/{node}/{object_id}/config"
+                out.append((topic, json.dumps(config, separators=(",", ":")).encode(), account))
+        return out
+
+    def _bridge_availability(self) -> dict[str, str]:
+        return {
+            "topic": self.topics.bridge_state,
+            "value_template": "{{ value_json.state }}",
+            "payload_available": "online",
+            "payload_not_available": "offline",
+        }
+
+    def _device(self, info: ProviderInfo, account: str | None) -> dict[str, Any]:
+        """The Home Assistant device of an instance (``account`` None) or of one account."""
+        parts = ("fin2mqtt", self.topics.base, info.name, account)
+        device_name = " ".join(p for p in (info.name, account) if p)
+        return {
+            "identifiers": ["_".join(slug(p) for p in parts if p)],
+            "name": f"{info.type} {device_name}",
+            "manufacturer": "fin2mqtt",
+            "model": info.type,
+            "sw_version": self.version,
+        }
+
+    def _origin(self) -> dict[str, str]:
+        return {"name": "fin2mqtt", "sw_version": self.version, "support_url": PROJECT_URL}
 
     def configs(
         self, event: AnyEvent, state_topic: str, link_topic: str | None
@@ -67,14 +125,7 @@ class Discovery:
         state_topic: str,
         link_topic: str | None,
     ) -> dict[str, Any]:
-        availability: list[dict[str, str]] = [
-            {
-                "topic": self.topics.bridge_state,
-                "value_template": "{{ value_json.state }}",
-                "payload_available": "online",
-                "payload_not_available": "offline",
-            }
-        ]
+        availability: list[dict[str, str]] = [self._bridge_availability()]
         if link_topic is not None and spec.kind != "link":
             availability.append(
                 {
@@ -87,7 +138,6 @@ class Discovery:
                     "payload_not_available": "offline",
                 }
             )
-        device_name = " ".join(p for p in (info.name, event.account) if p)
         config: dict[str, Any] = {
             "name": spec.name.format_map(_Fields(fields)),
             "has_entity_name": True,
@@ -95,20 +145,8 @@ class Discovery:
             "value_template": spec.value_template,
             "availability": availability,
             "availability_mode": "all",
-            "device": {
-                "identifiers": [
-                    "_".join(
-                        slug(p)
-                        for p in ("fin2mqtt", self.topics.base, info.name, event.account)
-                        if p
-                    )
-                ],
-                "name": f"{info.type} {device_name}",
-                "manufacturer": "fin2mqtt",
-                "model": info.type,
-                "sw_version": self.version,
-            },
-            "origin": {"name": "fin2mqtt", "sw_version": self.version, "support_url": PROJECT_URL},
+            "device": self._device(info, event.account),
+            "origin": self._origin(),
         }
         optional = {
             "device_class": spec.device_class,
@@ -118,6 +156,8 @@ class Discovery:
             "unit_of_measurement": spec.unit.format_map(_Fields(fields)) if spec.unit else None,
         }
         config.update({k: v for k, v in optional.items() if v is not None})
+        if spec.options:
+            config["options"] = list(spec.options)
         return config
 
 

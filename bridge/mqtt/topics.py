@@ -33,6 +33,10 @@ class TopicMap:
         self.bridge_requests = f"{base}/bridge/request/+"
         self._request_prefix = f"{base}/bridge/request/"
 
+    def request(self, op: str) -> str:
+        """Where a client publishes the request ``<op>``."""
+        return f"{self.base}/bridge/request/{op}"
+
     def response(self, op: str) -> str:
         """Where the answer to ``bridge/request/<op>`` goes."""
         return f"{self.base}/bridge/response/{op}"

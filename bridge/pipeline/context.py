@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import JsonValue
 
 from bridge.links.webhook_server import WebhookServer
-from bridge.model.events import AnyEvent, LinkStateEvent, LinkStateName, RawEvent, stable_id
+from bridge.model.events import (
+    AccountStatusEvent,
+    AnyEvent,
+    LinkStateEvent,
+    LinkStateName,
+    RawEvent,
+    SnapshotEvent,
+    stable_id,
+)
 from bridge.pipeline.hub import Hub
 from bridge.plugin.helpers import ParseContext
 from bridge.plugin.parsing import frame_events
@@ -40,6 +48,17 @@ def jsonable(frame: Any) -> JsonValue:
         return repr(frame)
 
 
+def remember_statuses(
+    statuses: dict[tuple[str | None, str], AccountStatusEvent], events: Iterable[AnyEvent]
+) -> None:
+    """Keep the latest account status per (account, topic), also those inside snapshots."""
+    for event in events:
+        if isinstance(event, AccountStatusEvent):
+            statuses[(event.account, event.topic)] = event
+        elif isinstance(event, SnapshotEvent):
+            remember_statuses(statuses, event.items)
+
+
 class InstanceContext:
     """``bridge.api.ProviderContext`` for one provider instance."""
 
@@ -57,6 +76,8 @@ class InstanceContext:
         self.logger = logging.getLogger(f"fin2mqtt.provider.{provider.name}")
         self.parse_errors = 0
         self._links: dict[str | None, LinkStateEvent] = {}
+        self.statuses: dict[tuple[str | None, str], AccountStatusEvent] = {}
+        """The last account status per (account, topic), what ``ParseContext.status`` reads."""
         self._trouble: dict[str | None, str] = {}
 
     @property
@@ -83,14 +104,18 @@ class InstanceContext:
         received_at = self._clock()
         try:
             events = frame_events(
-                self.provider, frame, ParseContext(self.instance, account, received_at)
+                self.provider,
+                frame,
+                ParseContext(self.instance, account, received_at, self.statuses),
             )
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
             events = [self._unparsed(frame, received_at, exc)]
-        self.hub.submit(events)
+        self.emit(events)
 
     def emit(self, events: Iterable[AnyEvent]) -> None:
         """Publish events built outside ``parse``."""
+        events = list(events)
+        remember_statuses(self.statuses, events)
         self.hub.submit(events)
 
     def set_link_state(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, JsonValue
 
-from bridge.model.events import BaseEvent, RawEvent, stable_id
+from bridge.model.events import AccountStatusEvent, BaseEvent, RawEvent, stable_id
 
 E = TypeVar("E", bound=BaseEvent)
 
@@ -33,6 +34,16 @@ class ParseContext:
     provider: str
     account: str | None
     received_at: datetime
+    statuses: Mapping[tuple[str | None, str], AccountStatusEvent] = field(default_factory=dict)
+    """The instance's account statuses published so far in this run, by (account, topic)."""
+
+    def status(self, topic: str, account: str | None = None) -> AccountStatusEvent | None:
+        """The account status ``topic`` of ``account`` (default: the context's) as last
+        published in this run, for a parse whose result builds on it (a failure counter).
+
+        None before the first one, and after a restart of the daemon.
+        """
+        return self.statuses.get((self.account if account is None else account, topic))
 
     @property
     def common(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from bridge.model.errors import LinkFailure
 from bridge.model.events import AnyEvent
 
 if TYPE_CHECKING:
+    from bridge.plugin.actions import Action
     from bridge.plugin.connections import ConnectionSpec
     from bridge.plugin.helpers import ParseContext
 
@@ -157,6 +158,13 @@ class Provider(ABC, Generic[SettingsT]):
 
     async def on_stop(self, conn: Connection) -> None:
         """Called on a clean shutdown while still connected (e.g. ``stream.stop``)."""
+
+    def actions(self) -> Sequence[Action]:
+        """What users may ask this instance to do (MQTT requests, Home Assistant buttons).
+
+        Called once when the instance is built; none by default.
+        """
+        return ()
 
     def control(self, frame: Any) -> None:
         """Called for every frame before it is queued; raise a LinkFailure to end the connection.

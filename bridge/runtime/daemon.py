@@ -27,6 +27,7 @@ from bridge.pipeline.outbox import Outbox
 from bridge.pipeline.persister import Persister
 from bridge.pipeline.retained_state import RetainedState
 from bridge.pipeline.seen_ids import SeenIds
+from bridge.runtime.actions import ActionRegistry
 from bridge.runtime.sdnotify import Notifier, watchdog_interval
 from bridge.runtime.supervisor import ProviderRunner
 
@@ -73,18 +74,27 @@ class Daemon:
             overloaded=lambda: self.outbox.above(WEBHOOK_HIGH_WATER),
         )
         self.runners: list[ProviderRunner] = []
+        self.actions = ActionRegistry()
         for instance in config.instances:
             provider = instance.build()
             if not provider.restores_state:
                 self.outbox.retained.keep_stale(instance.name)
+            actions = tuple(provider.actions())
+            self.actions.register(instance.name, actions)
             if self.discovery is not None:
                 self.discovery.register(
-                    ProviderInfo(instance.name, instance.provider_type, provider.entities)
+                    ProviderInfo(instance.name, instance.provider_type, provider.entities, actions)
                 )
             ctx = InstanceContext(provider, self.hub, self.webhooks)
             self.runners.append(ProviderRunner(provider, ctx, settings.supervisor))
         self.requests = RequestHandler(
-            self.topics, self.outbox, {"info": self._info_request, "stats": self._stats_request}
+            self.topics,
+            self.outbox,
+            {
+                "info": self._info_request,
+                "stats": self._stats_request,
+                "action": self.actions.request,
+            },
         )
         self.ha_status_topic = f"{ha.discovery_prefix}/status"
         self.publisher = Publisher(
@@ -108,6 +118,7 @@ class Daemon:
         settings = self.config.settings
         _raise_file_limit()
         self._open_state()
+        self._publish_buttons()
         stop = self._stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -122,6 +133,7 @@ class Daemon:
                     tg.create_task(self.persister.run(), name="state-writer"),
                     tg.create_task(self._housekeeping(), name="housekeeping"),
                     tg.create_task(self.webhooks.run(), name="webhook-server"),
+                    tg.create_task(self.requests.run(), name="requests"),
                 ]
                 if (interval := watchdog_interval()) is not None:
                     chores.append(tg.create_task(self._watchdog(interval), name="watchdog"))
@@ -174,6 +186,14 @@ class Daemon:
             log.info(
                 "clearing %d retained topic(s) of provider instances no longer configured", gone
             )
+
+    def _publish_buttons(self) -> None:
+        """Home Assistant buttons of the providers' actions (static: known from the start)."""
+        if self.discovery is None:
+            return
+        for instance in self.config.instances:
+            for topic, config, account in self.discovery.action_configs(instance.name):
+                self.outbox.set_state(topic, config, owner=(instance.name, account))
 
     def _broker_changed(self, _up: bool) -> None:
         if not self._stop.is_set():  # after STOPPING, the status stays "stopping"

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from bridge.api import AnyEvent, ParseContext, Provider
+from bridge.api import AccountStatusEvent, AnyEvent, ParseContext, Provider
+from bridge.pipeline.context import remember_statuses
 from bridge.plugin.parsing import frame_events
 
 
@@ -18,8 +19,15 @@ def parse_frames(
 ) -> list[AnyEvent]:
     """The events the core would publish for ``frames`` of the connection of ``account``.
 
-    Frames ``parse`` leaves unhandled become raw events, as in the daemon; an exception is raised
+    ``ctx.status`` sees the account statuses of the frames before, as in the daemon. Frames
+    ``parse`` leaves unhandled become raw events, as in the daemon; an exception is raised
     (the daemon would publish the frame as ``unparsed``).
     """
-    ctx = ParseContext(provider.name, account, received_at)
-    return [event for frame in frames for event in frame_events(provider, frame, ctx)]
+    statuses: dict[tuple[str | None, str], AccountStatusEvent] = {}
+    ctx = ParseContext(provider.name, account, received_at, statuses)
+    out: list[AnyEvent] = []
+    for frame in frames:
+        events = frame_events(provider, frame, ctx)
+        remember_statuses(statuses, events)  # what ``ctx.status`` reads for the next frame
+        out.extend(events)
+    return out

@@ -224,6 +224,66 @@ class WebSocketSimulator(_Simulator):
             ws.transport.abort()
 
 
+class HttpSimulator(_Simulator):
+    """An HTTP API (aiohttp) on 127.0.0.1, free port: for upstreams that speak REST only.
+
+    Subclasses add routes to ``self.app`` in ``setup``; ``later`` runs what the upstream does
+    afterwards (e.g. a webhook after a request) in a TaskGroup open while the simulator runs.
+    """
+
+    def __init__(self) -> None:
+        from aiohttp import web
+
+        super().__init__()
+        self.app = web.Application()
+        self._runner: web.AppRunner | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.setup()
+
+    def setup(self) -> None:
+        """Register the upstream's routes on ``self.app``."""
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Listen on a free port."""
+        from aiohttp import web
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def stop(self) -> None:
+        """Stop listening and cancel the simulator's tasks."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._group is not None:
+            group, self._group = self._group, None
+            for task in self._tasks:
+                task.cancel()
+            await group.__aexit__(None, None, None)
+            self._tasks.clear()
+
+    def later(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the simulator's TaskGroup (cancelled when it stops)."""
+        if self._group is None:
+            work.close()
+            raise RuntimeError("the simulator is not running")
+        task = self._group.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
 class SocketIOSimulator(_Simulator):
     """A Socket.IO server (python-socketio on aiohttp) on 127.0.0.1, free port.
 
@@ -312,32 +372,52 @@ class DemoSetup:
     ``drive`` is the simulated upstream's own activity (prices, fills…), run until cancelled.
     """
 
-    simulator: WebSocketSimulator | SocketIOSimulator
+    simulator: WebSocketSimulator | SocketIOSimulator | HttpSimulator
     settings: Callable[[], dict[str, Any]]
     drive: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 class WebhookSender:
-    """Posts webhooks like an upstream would (optionally as if through a proxy)."""
+    """Posts webhooks like an upstream would: from a chosen source address (a loopback alias
+    such as ``127.0.0.2``; Linux routes all of 127.0.0.0/8 to lo), or as if through a proxy."""
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str] | None = None, *, source: str | None = None
+    ) -> None:
         self.url = url
         self.headers = headers or {}
+        self.source = source
         self.sent = 0
 
     async def send(
-        self, body: Any, *, forwarded_for: str | None = None, raw: bytes | None = None
+        self,
+        body: Any,
+        *,
+        forwarded_for: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str | None] | None = None,
+        source: str | None = None,
     ) -> tuple[int, Any]:
-        """POST ``body`` as JSON (or ``raw`` bytes); returns the status and the decoded answer."""
+        """POST ``body`` as JSON (or ``raw`` bytes); returns the status and the decoded answer.
+
+        ``headers`` override the sender's (None removes one); ``source`` its source address.
+        """
         import aiohttp
 
-        headers = {"Content-Type": "application/json", **self.headers}
+        merged: dict[str, str | None] = {
+            "Content-Type": "application/json",
+            **self.headers,
+            **(headers or {}),
+        }
         if forwarded_for is not None:
-            headers["X-Forwarded-For"] = forwarded_for
+            merged["X-Forwarded-For"] = forwarded_for
+        sent_headers = {k: v for k, v in merged.items() if v is not None}
         data = raw if raw is not None else json.dumps(body).encode()
+        local = source or self.source
+        connector = aiohttp.TCPConnector(local_addr=(local, 0) if local else None)
         async with (
-            aiohttp.ClientSession() as session,
-            session.post(self.url, data=data, headers=headers) as resp,
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post(self.url, data=data, headers=sent_headers) as resp,
         ):
             self.sent += 1
-            return resp.status, await resp.json()
+            return resp.status, await resp.json(content_type=None)

@@ -18,6 +18,9 @@ from typing import Any
 from pydantic import Field, JsonValue, SecretStr
 
 from bridge.api import (
+    Action,
+    ActionFailed,
+    ActionRequest,
     AnyEvent,
     BalanceEvent,
     Connection,
@@ -61,6 +64,9 @@ class TestProviderSettings(ProviderSettings):
     """False: behave like a webhook provider, whose previous retained topics are kept."""
     stop_marker: Path | None = None
     """File the clean-stop hook writes to."""
+    actions: bool = False
+    """Offer the test actions (echo, refresh per account, fail, crash, slow, hang)."""
+    action_timeout: float = 0.5
 
 
 class TestProvider(Provider[TestProviderSettings]):
@@ -77,6 +83,42 @@ class TestProvider(Provider[TestProviderSettings]):
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         """One custom link (a new timer for each run)."""
         return [CustomSpec(link=lambda host: TickLink(self, host))]
+
+    def actions(self) -> Sequence[Action]:
+        """Actions that succeed, fail, crash, take a while, or never end."""
+        if not self.settings.actions:
+            return ()
+        timeout = self.settings.action_timeout
+        return (
+            Action(name="echo", title="Echo", run=self._echo, icon="mdi:message"),
+            Action(
+                name="refresh",
+                title="Refresh",
+                run=self._refresh,
+                per_account=True,
+                accounts=(self.settings.account,),
+            ),
+            Action(name="fail", title="Fail", run=self._fail),
+            Action(name="crash", title="Crash", run=self._crash),
+            Action(name="slow", title="Slow", run=self._slow, timeout=timeout * 4),
+            Action(name="hang", title="Hang", run=self._slow, timeout=timeout),
+        )
+
+    async def _echo(self, request: ActionRequest) -> JsonValue:
+        return {"params": dict(request.params)}
+
+    async def _refresh(self, request: ActionRequest) -> JsonValue:
+        return {"account": request.account, "ticks": self.cursor}
+
+    async def _fail(self, request: ActionRequest) -> JsonValue:
+        raise ActionFailed("the upstream said no")
+
+    async def _crash(self, request: ActionRequest) -> JsonValue:
+        raise RuntimeError("a bug in the plugin")
+
+    async def _slow(self, request: ActionRequest) -> JsonValue:
+        await asyncio.sleep(self.settings.action_timeout * 2)
+        return "done"
 
     def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Snapshot and tick frames to events; anything else is an error (→ raw event)."""
