@@ -48,6 +48,18 @@ def jsonable(frame: Any) -> JsonValue:
         return repr(frame)
 
 
+def recall_statuses(
+    statuses: dict[tuple[str | None, str], AccountStatusEvent], payloads: Iterable[bytes]
+) -> None:
+    """Account statuses published before a restart, from their kept payloads."""
+    for payload in payloads:
+        try:
+            event = AccountStatusEvent.model_validate_json(payload)
+        except ValueError:
+            continue  # another kind of state (a link, a balance)
+        statuses[(event.account, event.topic)] = event
+
+
 def remember_statuses(
     statuses: dict[tuple[str | None, str], AccountStatusEvent], events: Iterable[AnyEvent]
 ) -> None:

@@ -22,14 +22,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
-CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, instance TEXT NOT NULL, account TEXT);
+CREATE TABLE IF NOT EXISTS retained (
+    topic TEXT PRIMARY KEY, instance TEXT NOT NULL, account TEXT, payload BLOB);
 """
 """``delivered.seq`` is the rowid, so forgetting the oldest ids is a range delete."""
 
 EventRow = tuple[int, str | None, str, bytes, int]
 """seq, dedup key, topic, payload, qos."""
-OwnerRow = tuple[str, str, str | None]
-"""topic, provider instance, account."""
+OwnerRow = tuple[str, str, str | None, bytes | None]
+"""topic, provider instance, account, and the payload where it is kept (providers that do not
+restore their state after a restart, e.g. webhooks)."""
 
 
 @dataclass(slots=True)
@@ -94,7 +96,7 @@ class Journal:
                     (self.delivered_capacity,),
                 )
             ]
-            owned = db.execute("SELECT topic, instance, account FROM retained").fetchall()
+            owned = db.execute("SELECT topic, instance, account, payload FROM retained").fetchall()
         except BaseException:
             db.close()
             raise
@@ -109,7 +111,7 @@ class Journal:
         return Loaded(
             [(int(s), k, t, bytes(p), int(q)) for s, k, t, p, q in events],
             delivered,
-            [(t, i, a) for t, i, a in owned],
+            [(t, i, a, bytes(p) if p is not None else None) for t, i, a, p in owned],
         )
 
     def write(self, batch: Batch) -> None:
@@ -139,8 +141,8 @@ class Journal:
                     )
                 if batch.owned:
                     db.executemany(
-                        "INSERT OR REPLACE INTO retained (topic, instance, account)"
-                        " VALUES (?, ?, ?)",
+                        "INSERT OR REPLACE INTO retained (topic, instance, account, payload)"
+                        " VALUES (?, ?, ?, ?)",
                         batch.owned,
                     )
                 if batch.disowned:

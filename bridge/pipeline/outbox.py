@@ -144,7 +144,7 @@ class Outbox:
 
     async def sync(self) -> None:
         """Return once every event put so far is on disk or delivered (NotDurable if not)."""
-        if not self.persistent or not self._unsaved:
+        if not self.persistent or not (self._unsaved or self.retained.has_unsaved()):
             return
         waiter = asyncio.get_running_loop().create_future()
         self._sync_waiters.append(waiter)

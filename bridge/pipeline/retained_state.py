@@ -36,6 +36,8 @@ class RetainedState:
         """Owned by the previous run and not (yet) re-established by this one."""
         self._owned: dict[str, Owner] = {}
         self._unsaved_owned: dict[str, Owner] = {}
+        self._unsaved_payloads: dict[str, bytes] = {}
+        """Payloads to keep across restarts (instances in ``_kept`` only)."""
         self._unsaved_disowned: set[str] = set()
         self._link_accounts: dict[str, set[str | None]] = {}
         """Per instance, the accounts whose link topic this run publishes."""
@@ -50,10 +52,23 @@ class RetainedState:
     # previous run
 
     def load(self, rows: list[OwnerRow]) -> None:
-        """Topics the previous run owned: stale until re-established."""
-        for topic, instance, account in rows:
-            self._stale[topic] = (instance, account)
+        """Topics the previous run owned: stale until re-established, or (for instances whose
+        provider restores nothing, see ``keep_stale``) live again with their kept payload."""
+        for topic, instance, account, payload in rows:
             self._owned[topic] = (instance, account)
+            if instance in self._kept and payload:
+                # adopted: re-sent after a broker reconnect; the first change is published
+                self._topics[topic] = _Topic(payload, b"", (instance, account))
+            else:
+                self._stale[topic] = (instance, account)
+
+    def kept_payloads(self, instance: str) -> dict[str, bytes]:
+        """What an instance that restores nothing published before the restart, by topic."""
+        return {
+            t: e.payload
+            for t, e in self._topics.items()
+            if e.owner is not None and e.owner[0] == instance and e.payload
+        }
 
     def gone_instances(self, configured: set[str]) -> list[str]:
         """Stale topics of provider instances no longer configured."""
@@ -112,8 +127,15 @@ class RetainedState:
                 self._owned[topic] = owner
                 self._unsaved_owned[topic] = owner
                 self._unsaved_disowned.discard(topic)
+        if owner is not None and owner[0] in self._kept and self.persistent:
+            self._unsaved_owned[topic] = owner
+            self._unsaved_payloads[topic] = payload
         self._dirty[topic] = None
         return True
+
+    def has_unsaved(self) -> bool:
+        """True when kept payloads (or ownership) wait to be written."""
+        return bool(self._unsaved_owned or self._unsaved_disowned)
 
     def clear(self, topic: str) -> bool:
         """Clear ``topic``; False when it holds nothing (or its clear is already on its way)."""
@@ -166,6 +188,7 @@ class RetainedState:
             del self._topics[topic]  # the clear is delivered and nothing newer waits
             if self._owned.pop(topic, None) is not None:
                 self._unsaved_owned.pop(topic, None)
+                self._unsaved_payloads.pop(topic, None)
                 self._unsaved_disowned.add(topic)
 
     def unsent(self, topic: str) -> None:
@@ -187,7 +210,9 @@ class RetainedState:
         """Ownership gained and lost since the last call."""
         if not self.persistent:
             return [], []
-        owned = [(t, i, a) for t, (i, a) in self._unsaved_owned.items()]
+        payloads = self._unsaved_payloads
+        owned = [(t, i, a, payloads.get(t)) for t, (i, a) in self._unsaved_owned.items()]
+        payloads.clear()
         disowned = list(self._unsaved_disowned)
         self._unsaved_owned.clear()
         self._unsaved_disowned.clear()

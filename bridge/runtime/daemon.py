@@ -20,7 +20,7 @@ from bridge.mqtt.bridge_requests import RequestHandler
 from bridge.mqtt.discovery import Discovery, ProviderInfo
 from bridge.mqtt.publisher import OFFLINE_TIMEOUT, Publisher
 from bridge.mqtt.topics import TopicMap
-from bridge.pipeline.context import InstanceContext
+from bridge.pipeline.context import InstanceContext, recall_statuses
 from bridge.pipeline.hub import Hub
 from bridge.pipeline.journal import Journal
 from bridge.pipeline.outbox import Outbox
@@ -181,6 +181,10 @@ class Daemon:
         self.seen.load(loaded.delivered)
         self.outbox.retained.load(loaded.owned)
         self.outbox.load(loaded.events)
+        for runner in self.runners:
+            if not runner.provider.restores_state:  # e.g. a failure counter builds on them
+                kept = self.outbox.retained.kept_payloads(runner.provider.name)
+                recall_statuses(runner.ctx.statuses, kept.values())
         gone = self.hub.clear_instances_gone({i.name for i in self.config.instances})
         if gone:
             log.info(

@@ -86,6 +86,8 @@ class VezgoProvider(Provider[VezgoSettings]):
         LAST_SUCCESS,
         CONSECUTIVE_FAILURES,
     )
+    restores_state: ClassVar[bool] = False
+    """Vezgo pushes a sync result once: after a restart the last one per account is kept."""
 
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
         """The webhook route (the instance's link topic is ``connected`` while it listens)."""

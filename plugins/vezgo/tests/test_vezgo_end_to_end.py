@@ -397,4 +397,16 @@ async def test_a_hook_answered_2xx_survives_sigkill_before_the_broker_saw_it(
             "Sync failed: LoginFailedError",
             "reconnect_required",
         )
+        # the hook's retained status was kept too (Vezgo will not say it again) …
+        await rec.wait_topic(STATUS)
+        status = (await retained(broker.host, broker.port, STATUS))[STATUS]
+        assert (status.json()["status"], status.json()["details"]["consecutive_failures"]) == (
+            "reconnect_required",
+            1,
+        )
+        # … and the failure counter goes on from it after the restart
+        vezgo = sim.sender(f"http://127.0.0.1:{port}/hooks/vezgo")
+        assert (await vezgo.send(sync_error("acc-1001", "TemporaryFailureError")))[0] == 200
+        await rec.wait_topic(STATUS, 2)
+        assert rec.on(STATUS)[-1].json()["details"]["consecutive_failures"] == 2
         await daemon.terminate()
