@@ -9,6 +9,7 @@ with ``list_rooms`` after every (re)connect. Our own messages stay within the se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -106,6 +107,10 @@ class AxisorProvider(Provider[AxisorSettings]):
         """The user's one WebSocket, opened only with a token that can work."""
         self._ctx = ctx
         s, gate = self.settings, self.gate
+        # At debug level websockets logs every handshake header and every frame sent, i.e. the
+        # JWT in both auth modes; the core does not quiet it (yet), so we do.
+        quiet = logging.getLogger("websockets.client")
+        quiet.setLevel(max(quiet.getEffectiveLevel(), logging.INFO))
 
         async def endpoint() -> Endpoint:
             token = await gate.fresh()  # TokenUnusable (auth_failed, with the reason) until then
@@ -166,18 +171,26 @@ class AxisorProvider(Provider[AxisorSettings]):
         """``list_rooms`` must show every room the server confirmed."""
         if not subscribed:
             return
-        await self.budget.send(conn, {"type": "list_rooms"})
-        try:
-            reply = await self.mailbox.next(
-                lambda f: listed_rooms(f) is not None and f.get("channel") is None,
-                self.settings.reply_timeout,
-                "answer to list_rooms",
-            )
-        except TransportFailure:
-            if not self._quiet_list_rooms:  # a server without list_rooms: trust the replies
-                self._quiet_list_rooms = True
-                self._log().warning("no answer to list_rooms: trusting the subscription replies")
-            return
+        for _ in range(SUBSCRIBE_TRIES):
+            await self.budget.send(conn, {"type": "list_rooms"})
+            try:
+                reply = await self.mailbox.next(
+                    lambda f: (
+                        is_error(f, RATE_LIMITED)
+                        or (listed_rooms(f) is not None and f.get("channel") is None)
+                    ),
+                    self.settings.reply_timeout,
+                    "answer to list_rooms",
+                )
+            except TransportFailure:
+                if not self._quiet_list_rooms:  # a server without list_rooms: trust the replies
+                    self._quiet_list_rooms = True
+                    self._log().warning("no answer to list_rooms: trusting the room replies")
+                return
+            if not is_error(reply, RATE_LIMITED):  # else: asked again after a quiet window
+                break
+        else:
+            raise TransportFailure(f"list_rooms: rate limited {SUBSCRIBE_TRIES} times")
         missing = sorted(set(subscribed) - set(listed_rooms(reply) or []))
         if missing:
             raise TransportFailure(f"rooms missing after subscribing: {', '.join(missing)}")
