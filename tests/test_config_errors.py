@@ -78,7 +78,7 @@ def test_unknown_provider_type_names_the_installed_ones(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"error: {path}: providers[0].type: unknown provider type 'kraken' "
-        "(installed: brokenprov, example, hibachi, ibex, testprov, vezgo, vezta)"
+        "(installed: axisor, brokenprov, example, hibachi, ibex, testprov, vezgo, vezta)"
     ]
 
 

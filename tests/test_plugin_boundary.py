@@ -15,7 +15,7 @@ import bridge.api
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-PLUGINS = ["example", "hibachi", "ibex", "vezgo", "vezta"]
+PLUGINS = ["axisor", "example", "hibachi", "ibex", "vezgo", "vezta"]
 
 
 def ruff(source: str, path: str) -> subprocess.CompletedProcess[str]:
