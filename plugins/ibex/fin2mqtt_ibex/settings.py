@@ -43,7 +43,9 @@ class IbexSettings(TokenSettings, RetrySettings, ProviderSettings):
     """Ask the WebSocket for one chain (``?blockchainId=``); default: the server's choice."""
     client_name: str = "fin2mqtt"
     safes: list[Safe] = Field(default_factory=list)
-    """Aliases for Safe addresses; Safes without one appear under their address."""
+    """Aliases for Safe addresses; Safes without one appear as ``safe-<short hash>``."""
+    publish_addresses: bool = False
+    """Opt in to Safes without an alias appearing under their full address in topics."""
     default_asset: str = "EURe"
     """The token of a balance update that names none."""
     default_decimals: int = Field(default=18, ge=0, le=36)
