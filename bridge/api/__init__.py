@@ -67,6 +67,7 @@ from bridge.model.events import (
     TransactionEvent,
     stable_id,
 )
+from bridge.mqtt.topics import account_alias_problems
 from bridge.plugin.connections import (
     ConnectionSpec,
     CustomSpec,
@@ -152,6 +153,7 @@ __all__ = [
     "WebSocketSpec",
     "WebhookRoute",
     "WebhookSpec",
+    "account_alias_problems",
     "decimal",
     "decimal_or_none",
     "jwt_claims",

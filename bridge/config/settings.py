@@ -36,6 +36,7 @@ from pydantic_settings import (
 
 from bridge.config.credentials import CredentialFiles, credentials_dir, resolve_secret_files
 from bridge.model.errors import ConfigError
+from bridge.mqtt.topics import RESERVED_INSTANCES
 
 ENV_PREFIX = "FIN2MQTT_"
 
@@ -171,6 +172,11 @@ class Settings(BaseSettings):
     def _unique_names(self) -> Self:
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.providers):
+            if entry.name in RESERVED_INSTANCES:
+                raise ValueError(
+                    f"providers[{index}].name: '{entry.name}' is reserved (the bridge's own "
+                    f"topics are <base>/{entry.name}/…); choose another instance name"
+                )
             if entry.name in seen:
                 raise ValueError(
                     f"providers[{index}].name: '{entry.name}' is already used by "

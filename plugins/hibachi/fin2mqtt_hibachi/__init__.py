@@ -30,6 +30,7 @@ from bridge.api import (
     UpstreamConfigFailure,
     WebSocketOptions,
     WebSocketSpec,
+    account_alias_problems,
 )
 from fin2mqtt_hibachi.parse import event_name, parse_frame
 
@@ -64,9 +65,9 @@ class HibachiSettings(RetrySettings, ProviderSettings):
         ids = [a.id for a in self.accounts]
         if len(set(ids)) != len(ids):
             raise ValueError("each account id may appear once")
-        names = [a.alias or str(a.id) for a in self.accounts]
-        if len(set(names)) != len(names):
-            raise ValueError("account aliases must be unique")
+        problems = account_alias_problems([a.alias or str(a.id) for a in self.accounts])
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from bridge.api import ProviderSettings, RetrySettings, TokenSettings
+from bridge.api import ProviderSettings, RetrySettings, TokenSettings, account_alias_problems
 from fin2mqtt_ibex.auth import rp_id_of, token_problem
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -81,9 +81,9 @@ class IbexSettings(TokenSettings, RetrySettings, ProviderSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        aliases = [s.alias for s in self.safes]
-        if len(set(aliases)) != len(aliases):
-            raise ValueError("Safe aliases must be unique")
+        problems = account_alias_problems([s.alias for s in self.safes])
+        if problems:
+            raise ValueError("; ".join(problems))
         if len({s.address for s in self.safes}) != len(self.safes):
             raise ValueError("each Safe address may appear once")
         fastest = max(REQUESTS_PER_POLL * period / count for count, period in self.rate_limits)
