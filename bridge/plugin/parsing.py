@@ -13,7 +13,7 @@ from pydantic import JsonValue
 
 from bridge.model.events import AnyEvent, RawEvent, stable_id
 from bridge.model.redaction import MASK, SECRETS
-from bridge.plugin.helpers import ParseContext, Unhandled, to_json
+from bridge.plugin.helpers import MAX_DEPTH, ParseContext, Unhandled, shallow, to_json
 from bridge.plugin.provider import Provider
 
 NAME_KEYS = ("type", "event", "topic", "op", "channel", "method")
@@ -58,7 +58,7 @@ def unparsed_event(
     provider: Provider[Any], frame: Any, ctx: ParseContext, exc: Exception
 ) -> RawEvent:
     """The raw ``unparsed`` event of a frame ``parse`` failed on, under the connection's account."""
-    data = _frame_data(frame)
+    data = shallow(_frame_data(frame))
     event = RawEvent(
         provider=ctx.provider,
         account=ctx.account,
@@ -91,15 +91,18 @@ def safe_raw(event: RawEvent, keys: frozenset[str], account: str | None) -> RawE
     return event.model_copy(update=update) if update else event
 
 
-def redact(data: JsonValue, keys: frozenset[str]) -> JsonValue:
-    """JSON data with the values under ``keys`` (at any depth) replaced by ``MASK``."""
+def redact(data: JsonValue, keys: frozenset[str], depth: int = 0) -> JsonValue:
+    """JSON data with the values under ``keys`` (at any depth) replaced by ``MASK``, and what
+    is nested deeper than ``MAX_DEPTH`` levels replaced by a note."""
+    if isinstance(data, dict | list) and depth >= MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH} levels>"
     if isinstance(data, dict):
         return {
-            k: (MASK if v is not None else None) if _norm(k) in keys else redact(v, keys)
+            k: (MASK if v is not None else None) if _norm(k) in keys else redact(v, keys, depth + 1)
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [redact(v, keys) for v in data]
+        return [redact(v, keys, depth + 1) for v in data]
     return data
 
 
