@@ -192,4 +192,4 @@ garbage_at = 1
         await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction", 3)
         assert _ids(recorder, "fin2mqtt/alpha/acc-1/transaction") == ["tx-0", "tx-2", "tx-3"]
         await daemon.terminate()
-    assert "could not parse a frame (1 so far), publishing it raw" in daemon.log()
+    assert daemon.log().count("publishing it raw") == 1  # logged once per kind of failure

@@ -69,6 +69,7 @@ from bridge.model.events import (
     TransactionEvent,
     stable_id,
 )
+from bridge.mqtt.topics import account_alias_problems
 from bridge.plugin.actions import Action, ActionRequest
 from bridge.plugin.connections import (
     ConnectionSpec,
@@ -158,6 +159,7 @@ __all__ = [
     "WebSocketSpec",
     "WebhookRoute",
     "WebhookSpec",
+    "account_alias_problems",
     "decimal",
     "decimal_or_none",
     "jwt_claims",

@@ -41,6 +41,8 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
     """Replace ``<name>_file = "path"`` by ``<name> = <file content>`` for secret fields.
 
     Used as a ``mode="before"`` validator, so it works whatever source the value came from.
+    The file wins over a value given as well (precedence: credential, file, value; a systemd
+    credential arrives as a ``_file`` pointing into ``$CREDENTIALS_DIRECTORY``).
     """
     if not isinstance(data, dict):
         return data
@@ -50,11 +52,47 @@ def resolve_secret_files(model: type[BaseModel], data: Any) -> Any:
         if file_key not in out or file_key in model.model_fields:
             continue  # a declared <name>_file field is the model's own (e.g. re-read on connect)
         raw_path = out.pop(file_key)
-        if out.get(name) is not None:
-            raise ValueError(f"set either {name} or {file_key}, not both")
         path = Path(str(raw_path)).expanduser()
         try:
             out[name] = read_secret_file(path)
         except OSError as exc:
             raise ValueError(f"{file_key}: cannot read {path}: {exc.strerror}") from exc
     return out
+
+
+class CredentialFiles:
+    """Secret fields of the daemon's own settings given as systemd credentials.
+
+    ``mqtt__password`` becomes ``{"mqtt": {"password_file": "$CREDENTIALS_DIRECTORY/…"}}``: as a
+    ``_file`` it wins over a ``password`` or ``password_file`` from the TOML file or the
+    environment (``resolve_secret_files``), instead of conflicting with them.
+    """
+
+    def __init__(self, directory: Path, model: type[BaseModel]) -> None:
+        self.directory = directory
+        self.model = model
+
+    def __call__(self) -> dict[str, Any]:
+        """The credential files that name a secret field, as nested ``_file`` keys."""
+        out: dict[str, Any] = {}
+        try:
+            names = sorted(p.name for p in self.directory.iterdir() if p.is_file())
+        except OSError:
+            return out
+        for name in names:
+            *path, field = name.split("__")
+            model: type[BaseModel] | None = self.model
+            for part in path:
+                info = model.model_fields.get(part) if model is not None else None
+                annotation = info.annotation if info is not None else None
+                model = (
+                    annotation
+                    if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+                    else None
+                )
+            if path and model is not None and field in secret_fields(model):
+                node = out
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[f"{field}_file"] = str(self.directory / name)
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.config.settings import ProviderEntry, Settings, find_config, load_settings
+from bridge.config.public import public_view, register_raw_secrets, register_secrets
+from bridge.config.settings import (
+    ENV_PREFIX,
+    ProviderEntry,
+    Settings,
+    find_config,
+    load_settings,
+)
 from bridge.model.errors import ConfigError
+from bridge.model.redaction import SECRETS
 from bridge.runtime.plugin_loader import ProviderInstance, installed_providers, resolve_instances
 
 
@@ -23,10 +32,11 @@ class LoadedConfig:
     instances: list[ProviderInstance]
 
     def redacted(self) -> dict[str, Any]:
-        """The configuration as JSON data with every secret masked."""
-        data = self.settings.model_dump(mode="json", exclude={"providers"})
+        """The configuration as it may be published: secrets and commands masked, URLs without
+        credentials or query, addresses shortened (``bridge.config.public``)."""
+        data: dict[str, Any] = public_view(self.settings)
         data["providers"] = [
-            {"type": i.provider_type, "name": i.name, **i.settings.model_dump(mode="json")}
+            {"type": i.provider_type, "name": i.name, **public_view(i.settings)}
             for i in self.instances
         ]
         return data
@@ -41,6 +51,7 @@ def load_config(explicit: Path | None) -> LoadedConfig:
     """Find, read and validate the configuration and its plugins (raises ConfigError)."""
     path = find_config(explicit)
     source = str(path) if path is not None else "configuration"
+    _register_raw_secrets(path)
     problems: list[str] = []
     try:
         settings: Settings | None = load_settings(path)
@@ -54,8 +65,23 @@ def load_config(explicit: Path | None) -> LoadedConfig:
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems or settings is None:
-        raise ConfigError(problems)
+        raise ConfigError([SECRETS.scrub(p) for p in problems])
+    register_secrets(settings)
+    for instance in instances:
+        register_secrets(instance.settings)
     return LoadedConfig(settings, path, instances)
+
+
+def _register_raw_secrets(path: Path | None) -> None:
+    """Secret-looking values of the file and the environment, before anything validates them."""
+    register_raw_secrets({k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)})
+    if path is None:
+        return
+    try:
+        with path.open("rb") as fh:
+            register_raw_secrets(tomllib.load(fh))
+    except (OSError, tomllib.TOMLDecodeError):
+        return
 
 
 def _raw_entries(path: Path | None) -> list[tuple[int, ProviderEntry]]:

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
@@ -33,8 +34,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bridge.config.credentials import credentials_dir, resolve_secret_files
+from bridge.config.credentials import CredentialFiles, credentials_dir, resolve_secret_files
 from bridge.model.errors import ConfigError
+from bridge.mqtt.topics import RESERVED_INSTANCES
 
 ENV_PREFIX = "FIN2MQTT_"
 
@@ -87,6 +89,9 @@ class MqttSettings(SecretFileModel):
     cleanup_delay: float = Field(default=30.0, ge=0)
     """Seconds a link must be up before the retained topics (and Home Assistant entities) the
     previous run owned and the provider has not re-established are cleared."""
+    max_payload: int = Field(default=65_536, ge=1024)
+    """Largest event or state payload republished (bytes); a larger one (a 300 kB upstream
+    frame) is replaced by a raw summary with its size, counted as ``oversized_events``."""
     max_inflight: int = Field(default=64, ge=1, le=1000)
     """Publishes awaiting the broker's acknowledgement at once."""
     reconnect_min: float = Field(default=0.5, gt=0)
@@ -160,12 +165,18 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     providers: list[ProviderEntry] = Field(default_factory=list)
     state_dir: Path = Field(default_factory=default_state_dir)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["trace", "debug", "info", "warning", "error"] = "info"
+    """``trace`` adds the protocol libraries' debug output (still without secrets)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:
         seen: dict[str, int] = {}
         for index, entry in enumerate(self.providers):
+            if entry.name in RESERVED_INSTANCES:
+                raise ValueError(
+                    f"providers[{index}].name: '{entry.name}' is reserved (the bridge's own "
+                    f"topics are <base>/{entry.name}/…); choose another instance name"
+                )
             if entry.name in seen:
                 raise ValueError(
                     f"providers[{index}].name: '{entry.name}' is already used by "
@@ -183,9 +194,16 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment, then systemd credentials, then the TOML file chosen at run time."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        """Credentials of secret fields, environment, other credentials, the TOML file.
+
+        A secret's credential arrives as ``<name>_file``, which wins over the value however
+        given (see ``CredentialFiles``).
+        """
+        sources: list[PydanticBaseSettingsSource] = [init_settings]
         creds = credentials_dir()
+        if creds is not None:
+            sources.append(_CredentialFileSource(settings_cls, creds))
+        sources.append(env_settings)
         if creds is not None:
             sources.append(
                 NestedSecretsSettingsSource(
@@ -199,6 +217,22 @@ class Settings(BaseSettings):
         if cls.toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path))
         return tuple(sources)
+
+
+class _CredentialFileSource(PydanticBaseSettingsSource):
+    """``CredentialFiles`` as a pydantic-settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path) -> None:
+        super().__init__(settings_cls)
+        self._files = CredentialFiles(directory, settings_cls)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: ``__call__`` gives the whole mapping."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        """The secret fields given as credentials, as ``<name>_file`` keys."""
+        return self._files()
 
 
 def search_path() -> list[Path]:

@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, model_validator
 from bridge.config.credentials import read_secret_file
 from bridge.config.settings import SecretFileModel
 from bridge.model.errors import AuthFailure, ConfigError
+from bridge.model.redaction import SECRETS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class FileToken(TokenSource):
             raise AuthFailure(f"cannot read token file {self.path}: {exc.strerror}") from exc
         if not token:
             raise AuthFailure(f"token file {self.path} is empty")
+        SECRETS.add(token)
         return token
 
     @property
@@ -96,9 +98,12 @@ class CommandToken(TokenSource):
         if proc.returncode != 0:
             tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise AuthFailure(
-                f"token command {self.argv[0]} exited {proc.returncode}: {tail[0]}".rstrip(": ")
+                f"token command {self.argv[0]} exited {proc.returncode}: "
+                f"{SECRETS.scrub(tail[0])}".rstrip(": ")
             )
-        return out.decode().strip()
+        token = out.decode(errors="replace").strip()
+        SECRETS.add(token)
+        return token
 
     @property
     def description(self) -> str:

@@ -7,12 +7,28 @@ carries its provider instance, account alias, source time, receive time and a st
 
 from __future__ import annotations
 
+import decimal
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+)
+
+DECIMAL_DIGITS = 80
+"""Significant digits of every Decimal operation: a uint256 in base units has 78 (Decimal's
+default of 28 silently rounds an 18-decimal token balance above 10^10)."""
+
+decimal.DefaultContext.prec = DECIMAL_DIGITS  # contexts created from now on (threads, tasks)
+decimal.getcontext().prec = DECIMAL_DIGITS  # and the importing thread's own
 
 
 def _to_decimal(value: Any) -> Any:
@@ -44,6 +60,17 @@ Id = Annotated[str, BeforeValidator(_to_id)]
 """An upstream identifier kept exact as a string."""
 
 
+def _utc(value: datetime) -> datetime:
+    """Aware, in UTC: a naive time is taken as UTC (what upstreams without an offset mean)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+"""A datetime always aware and in UTC, whatever the plugin passed."""
+
+
 def stable_id(*parts: object) -> str:
     """Derive a short deterministic id from the parts that make an event unique."""
     digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12)
@@ -66,10 +93,13 @@ class BaseEvent(BaseModel):
     """Account alias as it appears in topics; None for data that belongs to no account."""
     id: Id
     """Stable id: the same upstream fact always gets the same id (used for deduplication)."""
-    source_time: datetime | None = None
+    source_time: UtcTime | None = None
     """When the upstream says the fact happened (UTC), if it says."""
-    received_at: datetime
+    received_at: UtcTime
     """When the bridge received the frame (UTC)."""
+    partial: bool = Field(default=False, exclude=True)
+    """State that carries only some fields (None: not said): the hub completes it with the
+    retained state's values. Not published."""
 
 
 class BalanceEvent(BaseEvent):
@@ -213,7 +243,7 @@ class LinkStateEvent(BaseEvent):
     retained: ClassVar[bool] = True
     kind: Literal["link"] = "link"
     state: LinkStateName
-    since: datetime
+    since: UtcTime
     error: str | None = None
 
 
@@ -238,6 +268,9 @@ class SnapshotEvent(BaseEvent):
 
     kind: Literal["snapshot"] = "snapshot"
     covers: tuple[Literal["balance", "position", "account_status"], ...]
+    scope: dict[str, str] = Field(default_factory=dict)
+    """Covers only the retained topics whose ``details`` carry these values (e.g.
+    ``{"chain_id": "100"}``: a one-chain snapshot leaves the other chains' balances alone)."""
     items: tuple[
         Annotated[BalanceEvent | PositionEvent | AccountStatusEvent, Field(discriminator="kind")],
         ...,

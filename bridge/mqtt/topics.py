@@ -22,6 +22,42 @@ def slug(text: str) -> str:
     return _NOT_SLUG.sub("-", text.lower()).strip("-") or "_"
 
 
+RESERVED_INSTANCES = frozenset({"bridge", "homeassistant"})
+"""Instance names that would collide with the bridge's own topics (``<base>/bridge/…``)."""
+
+RESERVED_ACCOUNTS = frozenset({
+    "bridge", "market", "link", "raw", "trade", "order", "transaction", "notification",
+    "balance", "position", "status",
+})  # fmt: skip
+"""Account aliases that would collide with an instance's own topics (``<instance>/market/…``,
+``<instance>/link``, events of no account such as ``<instance>/trade``)."""
+
+
+def account_alias_problems(aliases: list[str]) -> list[str]:
+    """What is wrong with a provider instance's account aliases, as they become topic levels.
+
+    A reserved name, or two aliases that are one after slugging (``Main`` and ``main``).
+    """
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for alias in aliases:
+        level = slug(alias)
+        if level in RESERVED_ACCOUNTS:
+            problems.append(
+                f"account alias '{alias}' is reserved (it would collide with the instance's own "
+                f"topics; reserved: {', '.join(sorted(RESERVED_ACCOUNTS))})"
+            )
+        elif level in seen:
+            problems.append(
+                f"account aliases '{seen[level]}' and '{alias}' are the same topic level "
+                f"'{level}'; aliases must differ after lower-casing and replacing other "
+                "characters than a-z 0-9 _ - by '-'"
+            )
+        else:
+            seen[level] = alias
+    return problems
+
+
 class TopicMap:
     """Maps events and bridge messages to topics under one base topic."""
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
-
-from pydantic import JsonValue
 
 from bridge.links.webhook_server import WebhookServer
 from bridge.model.events import (
@@ -20,32 +17,16 @@ from bridge.model.events import (
     SnapshotEvent,
     stable_id,
 )
+from bridge.model.redaction import SECRETS
 from bridge.pipeline.hub import Hub
 from bridge.plugin.helpers import ParseContext
-from bridge.plugin.parsing import frame_events
+from bridge.plugin.parsing import frame_events, raw_name, unparsed_event
 from bridge.plugin.provider import Provider
-
-PARSE_ERROR_LOG_EVERY = 100
 
 
 def utc_now() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
-
-
-def jsonable(frame: Any) -> JsonValue:
-    """The frame as JSON data when it is JSON (or JSON text), else its text."""
-    if isinstance(frame, bytes):
-        frame = frame.decode("utf-8", errors="replace")
-    if isinstance(frame, str):
-        try:
-            return json.loads(frame)  # type: ignore[no-any-return]
-        except ValueError:
-            return frame
-    try:
-        return json.loads(json.dumps(frame, default=str))  # type: ignore[no-any-return]
-    except (TypeError, ValueError):
-        return repr(frame)
 
 
 def recall_statuses(
@@ -91,6 +72,7 @@ class InstanceContext:
         self.statuses: dict[tuple[str | None, str], AccountStatusEvent] = {}
         """The last account status per (account, topic), what ``ParseContext.status`` reads."""
         self._trouble: dict[str | None, str] = {}
+        self._failures_logged: set[tuple[str, str]] = set()
 
     @property
     def instance(self) -> str:
@@ -113,15 +95,11 @@ class InstanceContext:
 
         An unparsable frame becomes a RawEvent.
         """
-        received_at = self._clock()
+        ctx = ParseContext(self.instance, account, self._clock(), self.statuses)
         try:
-            events = frame_events(
-                self.provider,
-                frame,
-                ParseContext(self.instance, account, received_at, self.statuses),
-            )
+            events = frame_events(self.provider, frame, ctx)
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
-            events = [self._unparsed(frame, received_at, exc)]
+            events = [self._unparsed(frame, ctx, exc)]
         self.emit(events)
 
     def emit(self, events: Iterable[AnyEvent]) -> None:
@@ -134,6 +112,8 @@ class InstanceContext:
         self, state: LinkStateName, *, error: str | None = None, account: str | None = None
     ) -> None:
         """Publish a link state change (repeats of the same state and error are ignored)."""
+        if error is not None:
+            error = SECRETS.scrub(error)
         previous = self._links.get(account)
         if previous is not None and previous.state == state and previous.error == error:
             return
@@ -190,21 +170,17 @@ class InstanceContext:
         else:
             self.logger.debug("link%s %s", where, event.state)
 
-    def _unparsed(self, frame: Any, received_at: datetime, exc: Exception) -> RawEvent:
+    def _unparsed(self, frame: Any, ctx: ParseContext, exc: Exception) -> RawEvent:
+        """Counted, and logged once per kind of failure (exception type and frame name)."""
         self.parse_errors += 1
-        if self.parse_errors % PARSE_ERROR_LOG_EVERY == 1:
+        kind = (type(exc).__name__, raw_name(frame))
+        if kind not in self._failures_logged:
+            self._failures_logged.add(kind)
             self.logger.warning(
-                "could not parse a frame (%d so far), publishing it raw: %s: %s",
-                self.parse_errors,
-                type(exc).__name__,
-                exc,
+                "could not parse a %s frame (%s: %s); publishing it raw "
+                "(failures of this kind are counted in bridge/stats, not logged again)",
+                kind[1],
+                kind[0],
+                SECRETS.scrub(str(exc)),
             )
-        data = jsonable(frame)
-        return RawEvent(
-            provider=self.instance,
-            id=stable_id(self.instance, "unparsed", received_at.isoformat(), json.dumps(data)),
-            received_at=received_at,
-            name="unparsed",
-            data=data,
-            error=f"{type(exc).__name__}: {exc}",
-        )
+        return unparsed_event(self.provider, frame, ctx, exc)

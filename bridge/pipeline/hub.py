@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import time
 from collections.abc import Iterable
 
-from bridge.model.events import AnyEvent, LinkStateEvent, PositionEvent, SnapshotEvent
+from pydantic import ValidationError
+
+from bridge.model.events import (
+    AnyEvent,
+    LinkStateEvent,
+    PositionEvent,
+    RawEvent,
+    SnapshotEvent,
+)
 from bridge.mqtt.discovery import Discovery
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.outbox import Outbox
@@ -18,6 +28,11 @@ BOOKKEEPING = frozenset({"id", "received_at", "source_time"})
 """Fields that do not make a state change: a repetition with new ones is not republished."""
 
 UP = ("connected", "fallback")
+
+MAX_PAYLOAD = 65_536
+"""Largest payload republished (bytes); a larger event is replaced by a raw summary."""
+
+log = logging.getLogger(__name__)
 
 
 def payload_of(event: AnyEvent) -> bytes:
@@ -41,6 +56,7 @@ class Hub:
         discovery: Discovery | None,
         event_qos: int,
         cleanup_delay: float = 30.0,
+        max_payload: int = MAX_PAYLOAD,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -50,6 +66,9 @@ class Hub:
         self.event_qos = event_qos
         self.cleanup_delay = cleanup_delay
         self.duplicates = 0
+        self.max_payload = max_payload
+        self.oversized = 0
+        """Events larger than ``max_payload``, published as a summary instead."""
         self._entities: dict[str, list[str]] = {}
         """State topic → the discovery config topics published for it."""
 
@@ -68,26 +87,92 @@ class Hub:
         kept = {self.topics.for_event(item) for item in snapshot.items}
         prefixes = tuple(f"{owner}/{_SEGMENT[kind]}/" for kind in snapshot.covers)
         for topic in self.retained.topics(prefixes):
-            if topic not in kept:
+            if topic not in kept and self._in_scope(topic, snapshot.scope):
                 self.clear_state(topic)
         self.submit(snapshot.items)
+
+    def _in_scope(self, topic: str, scope: dict[str, str]) -> bool:
+        """True when the retained payload's ``details`` carry every value of ``scope``."""
+        if not scope:
+            return True
+        details = self._retained_json(topic).get("details")
+        return isinstance(details, dict) and all(details.get(k) == v for k, v in scope.items())
+
+    def _retained_json(self, topic: str) -> dict[str, object]:
+        payload = self.outbox.state(topic)
+        try:
+            data = json.loads(payload) if payload else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def _queue_event(self, event: AnyEvent) -> None:
         key = f"{event.provider}\x1f{event.id}"
         if key in self.seen or self.outbox.waiting(key):
             self.duplicates += 1
             return
-        self.outbox.put_event(self.topics.for_event(event), payload_of(event), self.event_qos, key)
+        payload = payload_of(event)
+        if len(payload) > self.max_payload:
+            self._oversized(event, len(payload))
+            return
+        self.outbox.put_event(self.topics.for_event(event), payload, self.event_qos, key)
+
+    def _oversized(self, event: AnyEvent, size: int) -> None:
+        """A summary (kind, name, size) on the raw topic instead of an over-large event."""
+        self.oversized += 1
+        if self.oversized == 1 or self.oversized % 1000 == 0:
+            log.warning(
+                "%s: a %s event of %d bytes exceeds the %d-byte limit; publishing a summary "
+                "(%d so far, counted in bridge/stats as oversized_events)",
+                event.provider,
+                event.kind,
+                size,
+                self.max_payload,
+                self.oversized,
+            )
+        name = event.name if isinstance(event, RawEvent) else event.kind
+        summary = RawEvent(
+            provider=event.provider,
+            account=event.account,
+            id=f"oversized-{event.id}",
+            source_time=event.source_time,
+            received_at=event.received_at,
+            name=name,
+            data={"kind": event.kind, "size": size, "limit": self.max_payload},
+            error=f"{size} bytes, larger than the {self.max_payload}-byte limit: not republished",
+        )
+        self._queue_event(summary)
+
+    def _merge_partial(self, event: AnyEvent, topic: str) -> AnyEvent:
+        """A partial update completed with the retained state's fields it does not carry."""
+        previous = self._retained_json(topic)
+        if not previous:
+            return event
+        carried = event.model_dump(exclude_none=True, by_alias=True)
+        merged = {k: v for k, v in previous.items() if k not in carried and k != "details"}
+        details = previous.get("details")
+        if isinstance(details, dict):
+            carried["details"] = {**details, **carried.get("details", {})}
+        try:
+            return type(event).model_validate({**merged, **carried})
+        except ValidationError:
+            return event  # a retained payload of an older schema: the update alone
 
     def _set_state(self, event: AnyEvent) -> None:
         topic = self.topics.for_event(event)
         if isinstance(event, PositionEvent) and event.direction == "closed":
             self.clear_state(topic)
             return
+        if getattr(event, "partial", False):
+            event = self._merge_partial(event, topic)
         if isinstance(event, LinkStateEvent):
             self._link_state(event)
         content = content_of(event)
         if self.retained.unchanged(topic, content):
+            return
+        payload = payload_of(event)
+        if len(payload) > self.max_payload:
+            self._oversized(event, len(payload))
             return
         owner = (event.provider, event.account)
         if self.discovery is not None and topic not in self._entities:
@@ -95,7 +180,7 @@ class Hub:
             for config_topic, config in configs:
                 self.outbox.set_state(config_topic, config, owner=owner)
             self._entities[topic] = [config_topic for config_topic, _ in configs]
-        self.outbox.set_state(topic, payload_of(event), content=content, owner=owner)
+        self.outbox.set_state(topic, payload, content=content, owner=owner)
 
     def _link_state(self, event: LinkStateEvent) -> None:
         self.retained.link_seen(event.provider, event.account)

@@ -61,8 +61,8 @@ class ParseContext:
     def raw(
         self, name: str, data: Any, *, error: str | None = None, id: str | None = None
     ) -> RawEvent:
-        """A frame no model covers, published as it came (as JSON data)."""
-        body = to_json(data)
+        """A frame no model covers, published as it came (as JSON data, nesting capped)."""
+        body = shallow(to_json(data))
         return self.event(
             RawEvent,
             id=id or stable_id(self.provider, name, self.received_at.isoformat(), _dumps(body)),
@@ -70,6 +70,21 @@ class ParseContext:
             data=body,
             error=error,
         )
+
+
+MAX_DEPTH = 32
+"""Nesting kept in raw data; deeper levels are summarised (many JSON parsers refuse ~100)."""
+
+
+def shallow(data: JsonValue, depth: int = 0) -> JsonValue:
+    """JSON data with what is nested deeper than ``MAX_DEPTH`` levels replaced by a note."""
+    if isinstance(data, dict | list) and depth >= MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH} levels>"
+    if isinstance(data, dict):
+        return {k: shallow(v, depth + 1) for k, v in data.items()}
+    if isinstance(data, list):
+        return [shallow(v, depth + 1) for v in data]
+    return data
 
 
 def _dumps(body: JsonValue) -> str:

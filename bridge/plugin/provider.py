@@ -119,6 +119,10 @@ class Provider(ABC, Generic[SettingsT]):
     """Seconds between ``keepalive`` calls while connected; None when the protocol needs none."""
     close_codes: ClassVar[Mapping[int, type[LinkFailure]]] = {}
     """WebSocket close codes that mean more than "retry" (e.g. ``{4003: DoNotReconnect}``)."""
+    sensitive_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys of upstream frames whose values never leave in a raw event (listen keys, user ids,
+    addresses): the core masks them at any depth, in addition to its own (``token``,
+    ``password``, ``listenKey``, ``apiKey``, …). Case, ``_`` and ``-`` do not matter."""
     restores_state: ClassVar[bool] = True
     """True when a connection re-establishes all the retained state it owns soon after it is up
     (a snapshot or burst): after a restart, what it no longer publishes is then cleared

@@ -62,6 +62,8 @@ def _model(model: type[BaseModel]) -> list[str]:
     lines = [f"#### {title}", "", f"{_line(model.__doc__)} {how}", ""]
     lines += ["| field | type | required | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
+        if field.exclude:
+            continue  # not published
         shown = field.alias or name
         required = "yes" if field.is_required() else f"no (`{field.default!r}`)"
         if not field.is_required() and field.default_factory is not None:

@@ -12,6 +12,7 @@ from bridge import __version__
 from bridge.config.loader import LoadedConfig, load_config
 from bridge.config.settings import search_path
 from bridge.model.errors import ConfigError
+from bridge.model.redaction import SECRETS, public_text
 from bridge.runtime.logsetup import setup_logging
 from bridge.runtime.plugin_loader import installed_providers
 
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", type=Path, help=_config_help())
     run.add_argument(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
+        choices=["trace", "debug", "info", "warning", "error"],
         help="override the configured log level",
     )
 
@@ -68,7 +69,7 @@ def _load(path: Path | None) -> LoadedConfig | None:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"error: {SECRETS.scrub(problem)}", file=sys.stderr)
         return None
 
 
@@ -93,7 +94,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     where = config.path if config.path is not None else "defaults (no file found)"
     mqtt = config.settings.mqtt
     print(f"configuration OK: {where}")
-    print(f"  broker: {mqtt.host}:{mqtt.port}, base topic '{mqtt.base_topic}'")
+    print(f"  broker: {public_text(mqtt.host)}:{mqtt.port}, base topic '{mqtt.base_topic}'")
     print(f"  state directory: {config.settings.state_dir}")
     if not config.instances:
         print("  no provider instances configured ([[providers]] tables)")

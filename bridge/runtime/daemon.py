@@ -67,6 +67,7 @@ class Daemon:
             self.discovery,
             settings.mqtt.event_qos,
             cleanup_delay=settings.mqtt.cleanup_delay,
+            max_payload=settings.mqtt.max_payload,
         )
         self.webhooks = WebhookServer(
             settings.webhooks,
@@ -302,6 +303,7 @@ class Daemon:
             "retained_topics": len(self.outbox.retained),
             "dropped_events": self.outbox.dropped,
             "duplicate_events": self.hub.duplicates,
+            "oversized_events": self.hub.oversized,
             "mqtt_connects": self.publisher.connects,
             "providers": {
                 r.provider.name: {

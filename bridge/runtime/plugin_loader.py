@@ -107,6 +107,8 @@ class ProviderInstance:
 def _with_credentials(name: str, model: type[ProviderSettings], data: dict[str, Any]) -> None:
     """Fill secrets from systemd credentials named ``provider__<instance>__<field>``.
 
+    A credential wins over the same secret in the table (as a value or a ``_file``).
+
     Not ``providers__…``: pydantic-settings' nested secrets source would claim those names for
     the ``providers`` list and fail.
     """
@@ -114,11 +116,15 @@ def _with_credentials(name: str, model: type[ProviderSettings], data: dict[str, 
     if creds is None:
         return
     for field in secret_fields(model):
-        if field in data or f"{field}_file" in data:
-            continue
         candidate = creds / f"provider__{name}__{field}"
-        if candidate.is_file():
+        if not candidate.is_file():
+            continue
+        data.pop(field, None)
+        if f"{field}_file" in model.model_fields:  # a token file the plugin re-reads itself
+            data[f"{field}_file"] = None
             data[field] = read_secret_file(candidate)
+        else:
+            data[f"{field}_file"] = str(candidate)
 
 
 def resolve_instances(

@@ -36,6 +36,7 @@ from bridge.api import (
     RetrySettings,
     TradeEvent,
     WebSocketSpec,
+    decimal,
     stable_id,
     utc_time,
 )
@@ -107,7 +108,8 @@ class ExampleProvider(Provider[ExampleSettings]):
             return [
                 ctx.event(TradeEvent, id=f"fill-{frame['fill_id']}", trade_id=frame["fill_id"],
                           order_id=frame["order_id"], symbol=frame["symbol"],
-                          side="buy" if frame["side"] == "B" else "sell", price=frame["price"],
-                          quantity=frame["qty"], source_time=when)
+                          side="buy" if frame["side"] == "B" else "sell",
+                          price=decimal(frame["price"]), quantity=decimal(frame["qty"]),
+                          source_time=when)
             ]  # fmt: skip
         return None

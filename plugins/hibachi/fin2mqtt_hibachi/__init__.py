@@ -8,9 +8,10 @@ missing or rejected reply, or a ``stream_expired`` event, opens a fresh connecti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -29,8 +30,9 @@ from bridge.api import (
     UpstreamConfigFailure,
     WebSocketOptions,
     WebSocketSpec,
+    account_alias_problems,
 )
-from fin2mqtt_hibachi.parse import parse_frame
+from fin2mqtt_hibachi.parse import event_name, parse_frame
 
 
 class HibachiAccount(ProviderSettings):
@@ -63,9 +65,9 @@ class HibachiSettings(RetrySettings, ProviderSettings):
         ids = [a.id for a in self.accounts]
         if len(set(ids)) != len(ids):
             raise ValueError("each account id may appear once")
-        names = [a.alias or str(a.id) for a in self.accounts]
-        if len(set(names)) != len(names):
-            raise ValueError("account aliases must be unique")
+        problems = account_alias_problems([a.alias or str(a.id) for a in self.accounts])
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -73,12 +75,17 @@ class HibachiProvider(Provider[HibachiSettings]):
     """The Hibachi account stream."""
 
     settings_model = HibachiSettings
+    sensitive_keys: ClassVar[frozenset[str]] = frozenset({"listenKey", "accountId", "account_id"})
 
     def __init__(self, name: str, settings: HibachiSettings) -> None:
         super().__init__(name, settings)
         self.keepalive_interval = settings.ping_interval  # type: ignore[misc]
         self._aliases = {str(a.id): a.alias or str(a.id) for a in settings.accounts}
         self._ids = {alias: int(raw) for raw, alias in self._aliases.items()}
+        self._live_keys: dict[str | None, str] = {}
+        """Account → the listen key of its live connection."""
+        self._foreign_keys_seen: set[str] = set()
+        self._log = logging.getLogger(f"fin2mqtt.provider.{name}")
 
     def alias(self, raw_account: str) -> str:
         """The topic name of an account id (the id itself when it is not configured)."""
@@ -121,7 +128,8 @@ class HibachiProvider(Provider[HibachiSettings]):
             raise UpstreamConfigFailure(
                 f"stream.start failed: {status} {reply.get('error', '')}".strip()
             )
-        conn.data["listenKey"] = reply["result"]["listenKey"]
+        conn.data["listenKey"] = key = str(reply["result"]["listenKey"])
+        self._live_keys[conn.account] = key
 
     async def keepalive(self, conn: Connection) -> None:
         """``stream.ping`` with the listen key; a missing or bad reply renews the connection."""
@@ -140,16 +148,26 @@ class HibachiProvider(Provider[HibachiSettings]):
             await conn.request(self._request(conn, "stream.stop", listenKey=key), timeout=1.0)
 
     def control(self, frame: Any) -> None:
-        """``stream_expired``: the listen key is gone; start over on a fresh connection."""
-        if (
-            isinstance(frame, dict)
-            and (frame.get("event") or frame.get("topic")) == "stream_expired"
-        ):
-            raise TransportFailure("listen key expired (stream_expired)")
+        """``stream_expired``: the listen key is gone; start over on a fresh connection.
+
+        Only for a key of ours: a ``stream_expired`` naming a listen key no live connection of
+        this instance holds (another session's, an old one) is ignored, so a healthy stream is
+        not dropped.
+        """
+        if not isinstance(frame, dict) or event_name(frame) != "stream_expired":
+            return
+        params = frame.get("params")
+        key = params.get("listenKey") if isinstance(params, dict) else None
+        if key is not None and str(key) not in self._live_keys.values():
+            if str(key) not in self._foreign_keys_seen:
+                self._foreign_keys_seen.add(str(key))
+                self._log.info("ignoring stream_expired for a listen key that is not ours")
+            return
+        raise TransportFailure("listen key expired (stream_expired)")
 
     def parse(self, frame: Any, ctx: ParseContext) -> Sequence[AnyEvent]:
         """Frames to events (see ``fin2mqtt_hibachi.parse``)."""
-        return parse_frame(self.name, self.alias, frame, ctx.received_at)
+        return parse_frame(self.name, self.alias, frame, ctx.received_at, ctx.account)
 
 
 __all__ = ["HibachiAccount", "HibachiProvider", "HibachiSettings"]

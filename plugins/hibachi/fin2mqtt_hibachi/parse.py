@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from bridge.api import (
     AnyEvent,
@@ -30,7 +30,11 @@ from bridge.api import (
     SnapshotEvent,
     TradeEvent,
     TransactionEvent,
+    decimal,
+    decimal_or_none,
     stable_id,
+    to_json,
+    utc_time,
 )
 
 COLLATERAL = "USDT"
@@ -54,17 +58,26 @@ class Frame:
     received_at: datetime
     name: str
     data: dict[str, Any]
+    foreign: bool = False
+    """The frame names another account than the connection's (kept in ``details``)."""
 
     def common(self) -> dict[str, Any]:
         """The fields every normalized event of this frame carries."""
         return {"provider": self.provider, "account": self.account, "received_at": self.received_at}
 
     def source_time(self) -> datetime | None:
-        """The frame's own time (seconds since the epoch), when it has one."""
-        ts = self.data.get("timestamp")
-        if isinstance(ts, int) and ts > 0:
-            return datetime.fromtimestamp(ts, UTC)
-        return None
+        """The frame's own time (epoch seconds or ms, as int, str or Decimal), when it has one."""
+        try:
+            return utc_time(self.data.get("timestamp"))
+        except (ValueError, OverflowError, OSError):
+            return None
+
+    def details(self, data: Mapping[str, Any], *used: str) -> dict[str, Any]:
+        """``_details`` plus the upstream's account id when it is not the connection's."""
+        out = _details(data, *used)
+        if self.foreign:
+            out["upstream_account"] = self.raw_account
+        return out
 
     def event_id(self, *parts: object) -> str:
         """A stable id: the parts that identify the fact, or its whole content plus arrival time.
@@ -102,61 +115,107 @@ def _details(data: Mapping[str, Any], *used: str) -> dict[str, Any]:
 
 
 def snapshot(
-    provider: str, alias: Callable[[str], str], reply: dict[str, Any], received_at: datetime
+    provider: str, account: str, reply: dict[str, Any], received_at: datetime
 ) -> list[AnyEvent]:
-    """``stream.start``'s snapshot: the balance and every open position, replacing older ones."""
-    snap = reply["result"]["accountSnapshot"]
-    raw_account = str(snap["account_id"])
-    common = {"provider": provider, "account": alias(raw_account), "received_at": received_at}
-    key = reply["result"].get("listenKey", "")
-    items: list[BalanceEvent | PositionEvent] = [
-        BalanceEvent(
-            id=stable_id(raw_account, "snapshot", key, "balance"),
-            asset=COLLATERAL,
-            total=snap["balance"],
-            **common,
-        )
-    ]
-    for pos in snap.get("positions", []):
-        direction = str(pos.get("direction", "")).lower()
-        if direction not in ("long", "short"):
-            continue
-        funding = Decimal(str(pos.get("unrealizedFundingPnl", "0")))
-        trading = Decimal(str(pos.get("unrealizedTradingPnl", "0")))
-        items.append(
-            PositionEvent(
-                id=stable_id(raw_account, "snapshot", key, pos["symbol"]),
-                symbol=pos["symbol"],
-                direction=direction,
-                quantity=pos["quantity"],
-                entry_price=pos.get("openPrice"),
-                mark_price=pos.get("markPrice"),
-                notional=pos.get("notionalValue"),
-                unrealized_pnl=funding + trading,
-                details=_details(
-                    pos,
-                    "symbol",
-                    "direction",
-                    "quantity",
-                    "openPrice",
-                    "markPrice",
-                    "notionalValue",
-                ),
+    """``stream.start``'s snapshot: the balance and every open position, replacing older ones.
+
+    A bad item (a null quantity, a position that is not an object) costs that item: it is
+    published raw with the reason, the rest of the snapshot stands.
+    """
+    result = reply["result"]
+    snap = result["accountSnapshot"]
+    if not isinstance(snap, dict):
+        raise TypeError("accountSnapshot is not an object")
+    raw_account = str(snap.get("account_id"))
+    common = {"provider": provider, "account": account, "received_at": received_at}
+    key = str(result.get("listenKey", ""))
+    items: list[BalanceEvent | PositionEvent] = []
+    bad: list[AnyEvent] = []
+
+    def reject(what: str, item: Any, exc: Exception) -> None:
+        bad.append(
+            RawEvent(
+                id=stable_id(raw_account, "snapshot", key, what, repr(item)),
+                name=f"accountSnapshot.{what}",
+                data=to_json(item),
+                error=f"{type(exc).__name__}: {exc}",
                 **common,
             )
         )
+
+    covers: tuple[Literal["balance", "position"], ...] = ("balance", "position")
+    try:
+        items.append(
+            BalanceEvent(
+                id=stable_id(raw_account, "snapshot", key, "balance"),
+                asset=COLLATERAL,
+                total=decimal(snap.get("balance")),
+                **common,
+            )
+        )
+    except ValueError as exc:
+        covers = ("position",)  # the retained balance stays as it was
+        reject("balance", snap.get("balance"), exc)
+    positions = snap.get("positions") or []
+    for pos in positions if isinstance(positions, list) else [positions]:
+        try:
+            position = _snapshot_position(pos, raw_account, key, common)
+        except (ValueError, TypeError, KeyError) as exc:
+            reject("position", pos, exc)
+            continue
+        if position is not None:
+            items.append(position)
     return [
         SnapshotEvent(
             id=stable_id(raw_account, "snapshot", key),
-            covers=("balance", "position"),
+            covers=covers,
             items=tuple(items),
             **common,
-        )
+        ),
+        *bad,
     ]
+
+
+def _snapshot_position(
+    pos: Any, raw_account: str, key: str, common: dict[str, Any]
+) -> PositionEvent | None:
+    """One position of a snapshot; None for one that is not open."""
+    if not isinstance(pos, dict):
+        raise TypeError("a position is not an object")
+    direction = str(pos.get("direction", "")).lower()
+    if direction not in ("long", "short"):
+        return None
+    funding = decimal_or_none(pos.get("unrealizedFundingPnl")) or Decimal(0)
+    trading = decimal_or_none(pos.get("unrealizedTradingPnl")) or Decimal(0)
+    return PositionEvent(
+        id=stable_id(raw_account, "snapshot", key, pos["symbol"]),
+        symbol=str(pos["symbol"]),
+        direction=direction,
+        quantity=decimal(pos["quantity"]),
+        entry_price=decimal_or_none(pos.get("openPrice")),
+        mark_price=decimal_or_none(pos.get("markPrice")),
+        notional=decimal_or_none(pos.get("notionalValue")),
+        unrealized_pnl=funding + trading,
+        details=_details(
+            pos, "symbol", "direction", "quantity", "openPrice", "markPrice", "notionalValue"
+        ),
+        **common,
+    )
+
+
+class Malformed(ValueError):
+    """A known event whose body lacks what its normalized event needs: published raw."""
+
+
+def _require(data: Mapping[str, Any], *keys: str) -> None:
+    missing = [k for k in keys if data.get(k) is None]
+    if missing:
+        raise Malformed(f"no {', '.join(missing)}")
 
 
 def _order(f: Frame, status: str) -> list[AnyEvent]:
     d = f.data
+    _require(d, "orderId")
     return [
         OrderEvent(
             id=f.event_id(
@@ -168,7 +227,7 @@ def _order(f: Frame, status: str) -> list[AnyEvent]:
                 d.get("matchedQuantity"),
                 d.get("error"),
             ),
-            order_id=d.get("orderId", "unknown"),
+            order_id=d["orderId"],
             status=status,
             symbol=d.get("symbol"),
             side=_side(d.get("side")),
@@ -178,7 +237,7 @@ def _order(f: Frame, status: str) -> list[AnyEvent]:
             filled_quantity=d.get("executed_quantity", d.get("matchedQuantity")),
             remaining_quantity=d.get("remainingQuantity"),
             source_time=f.source_time(),
-            details=_details(
+            details=f.details(
                 d,
                 "orderId",
                 "symbol",
@@ -203,7 +262,8 @@ def _balance_update(f: Frame) -> list[AnyEvent]:
             BalanceEvent(
                 id=f.event_id(),
                 asset=COLLATERAL,
-                total=d["updatedCollateralBalance"],
+                total=decimal(d["updatedCollateralBalance"]),
+                details=f.details({}),
                 **f.common(),
             )
         ]
@@ -212,7 +272,7 @@ def _balance_update(f: Frame) -> list[AnyEvent]:
     elif "withdrawQuantity" in d:
         kind, direction, amount = "withdrawal", "out", d["withdrawQuantity"]
     else:
-        return _raw(f)
+        raise Malformed("none of depositQuantity, withdrawQuantity, updatedCollateralBalance")
     return [
         TransactionEvent(
             id=f.event_id(),
@@ -220,18 +280,32 @@ def _balance_update(f: Frame) -> list[AnyEvent]:
             status="credited" if kind == "deposit" else "debited",
             direction=direction,
             asset=COLLATERAL,
-            amount=amount,
+            amount=decimal(amount),
+            details=f.details({}),
             **f.common(),
         )
     ]
 
 
 def _trade(f: Frame, status: str) -> list[AnyEvent]:
+    """A fill or a rejected trade.
+
+    Hibachi gives a trade no id of its own, and two fills of one order at the same price and
+    quantity within one second carry identical bodies. The account stream never replays an
+    event (reconnects replay state only, in the ``stream.start`` snapshot), so the arrival time
+    is part of a trade's id: two equal fills stay two events.
+    """
     d = f.data
+    _require(d, "symbol", "quantity", *(("price",) if status == "filled" else ()))
     return [
         TradeEvent(
             id=f.event_id(
-                d.get("orderId"), status, d.get("timestamp"), d.get("quantity"), d.get("price")
+                d.get("orderId"),
+                status,
+                d.get("timestamp"),
+                d.get("quantity"),
+                d.get("price"),
+                f.received_at.isoformat(),
             ),
             status=status,
             order_id=d.get("orderId"),
@@ -241,7 +315,7 @@ def _trade(f: Frame, status: str) -> list[AnyEvent]:
             quantity=d.get("quantity"),
             realized_pnl=d.get("realizedPnl"),
             source_time=f.source_time(),
-            details=_details(
+            details=f.details(
                 d, "orderId", "symbol", "side", "price", "quantity", "realizedPnl", "timestamp"
             ),
             **f.common(),
@@ -250,19 +324,32 @@ def _trade(f: Frame, status: str) -> list[AnyEvent]:
 
 
 def _position(f: Frame) -> list[AnyEvent]:
+    """A partial update: quantity and direction only; the hub keeps the rest of the position.
+
+    ``entryNotional`` is the notional at entry, not the snapshot's current ``notionalValue``:
+    it goes to ``details.entry_notional``, and ``notional``, the PnL, the mark and entry prices
+    keep the values the last snapshot gave (``partial``).
+    """
     d = f.data
-    pos = d.get("updatedPosition") or {}
-    direction = str(pos.get("direction", "")).lower()
+    pos = d.get("updatedPosition")
+    if not isinstance(pos, dict):
+        raise Malformed("no updatedPosition")
+    _require(d, "symbol")
+    _require(pos, "direction", "quantity")
+    direction = str(pos["direction"]).lower()
     if direction not in ("long", "short", "closed"):
-        return _raw(f)
+        raise Malformed(f"unknown direction {pos['direction']!r}")
+    details = f.details(pos, "direction", "quantity", "entryNotional")
+    if pos.get("entryNotional") is not None:
+        details["entry_notional"] = str(decimal(pos["entryNotional"]))
     return [
         PositionEvent(
             id=f.event_id(),
-            symbol=d["symbol"],
+            symbol=str(d["symbol"]),
             direction=direction,
-            quantity=pos.get("quantity", "0"),
-            notional=pos.get("entryNotional"),
-            details=_details(pos, "direction", "quantity", "entryNotional"),
+            quantity=decimal(pos["quantity"]),
+            details=details,
+            partial=True,
             **f.common(),
         )
     ]
@@ -270,6 +357,7 @@ def _position(f: Frame) -> list[AnyEvent]:
 
 def _cash(f: Frame, kind: str, amount_key: str, *, status: str | None = None) -> list[AnyEvent]:
     d = f.data
+    _require(d, amount_key)
     return [
         TransactionEvent(
             id=f.event_id(),
@@ -277,10 +365,10 @@ def _cash(f: Frame, kind: str, amount_key: str, *, status: str | None = None) ->
             status=status or _status(d.get("status")),
             direction="in" if kind == "deposit" else "out" if kind == "withdrawal" else None,
             asset=COLLATERAL,
-            amount=d.get(amount_key),
+            amount=decimal(d[amount_key]),
             tx_hash=d.get("depositTxnHash"),
             source_time=f.source_time(),
-            details=_details(d, amount_key, "status", "depositTxnHash", "timestamp"),
+            details=f.details(d, amount_key, "status", "depositTxnHash", "timestamp"),
             **f.common(),
         )
     ]
@@ -288,35 +376,38 @@ def _cash(f: Frame, kind: str, amount_key: str, *, status: str | None = None) ->
 
 def _funding(f: Frame) -> list[AnyEvent]:
     d = f.data
+    _require(d, "settledAmount")
     return [
         TransactionEvent(
             id=f.event_id(d.get("symbol"), d.get("timestamp")),
             type="funding",
             status="settled",
             asset=COLLATERAL,
-            amount=d.get("settledAmount"),
+            amount=decimal(d["settledAmount"]),
             source_time=f.source_time(),
-            details=_details(d, "settledAmount", "timestamp"),
+            details=f.details(d, "settledAmount", "timestamp"),
             **f.common(),
         )
     ]
 
 
 def _account_created(f: Frame) -> list[AnyEvent]:
+    _require(f.data, "ledgerAccountId")
     return [
         NotificationEvent(
             id=f.event_id(f.data.get("ledgerAccountId")),
             category="account_created",
             title="Account created",
             message=f"ledger account {f.data.get('ledgerAccountId')}",
-            details=_details(f.data),
+            details=f.details(f.data),
             **f.common(),
         )
     ]
 
 
-def _raw(f: Frame) -> list[AnyEvent]:
-    return [RawEvent(id=f.event_id(), name=f.name, data=_details(f.data), **f.common())]
+def _raw(f: Frame, error: str | None = None, data: Any = None) -> list[AnyEvent]:
+    body = f.details(f.data) if data is None else data
+    return [RawEvent(id=f.event_id(), name=f.name, data=to_json(body), error=error, **f.common())]
 
 
 HANDLERS: dict[str, Callable[[Frame], list[AnyEvent]]] = {
@@ -346,22 +437,43 @@ def event_name(frame: Mapping[str, Any]) -> str:
 
 
 def parse_frame(
-    provider: str, alias: Callable[[str], str], frame: Any, received_at: datetime
+    provider: str,
+    alias: Callable[[str], str],
+    frame: Any,
+    received_at: datetime,
+    account: str | None = None,
 ) -> list[AnyEvent]:
-    """One frame of the account stream to events."""
+    """One frame of the account stream to events, under ``account`` (the connection's).
+
+    Without a connection account (a frame parsed on its own) the frame's account names it. A
+    known event whose body cannot make its normalized event is published raw with the reason,
+    never as a half-empty event.
+    """
     if not isinstance(frame, dict):
         raise ValueError("not a JSON object")
-    if isinstance(frame.get("result"), dict) and "accountSnapshot" in frame["result"]:
-        return snapshot(provider, alias, frame, received_at)
+    result = frame.get("result")
+    if isinstance(result, dict) and "accountSnapshot" in result:
+        snap = result["accountSnapshot"]
+        upstream = str(snap.get("account_id")) if isinstance(snap, dict) else "unknown"
+        return snapshot(provider, account or alias(upstream), frame, received_at)
     raw_account = str(frame.get("account", frame.get("sourceAccountId", "unknown")))
     data = frame.get("data", frame.get("params"))
+    own = account or alias(raw_account)
     f = Frame(
         provider=provider,
-        account=alias(raw_account),
+        account=own,
         raw_account=raw_account,
         received_at=received_at,
         name=event_name(frame),
         data=data if isinstance(data, dict) else {"value": data},
+        foreign=account is not None and alias(raw_account) != account,
     )
-    handler = HANDLERS.get(f.name, _raw)
-    return handler(f)
+    handler = HANDLERS.get(f.name)
+    if handler is None:
+        return _raw(f)
+    if not isinstance(data, dict):
+        return _raw(f, "no data object", data=frame)
+    try:
+        return handler(f)
+    except (ValueError, TypeError, ArithmeticError) as exc:  # ValidationError is a ValueError
+        return _raw(f, f"{type(exc).__name__}: {exc}", data=frame)

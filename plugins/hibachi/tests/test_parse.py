@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -216,8 +217,9 @@ def test_positions_long_and_closed(provider):
         "HFT/USDT-P",
         "long",
         "28179.202190",
-        "11926.363515",
+        None,  # the update does not say the current notional: the retained one is kept
     )
+    assert long["details"]["entry_notional"] == "11926.363515"
 
 
 def test_topic_field_and_upper_case_names_are_accepted(provider):
@@ -252,9 +254,94 @@ def test_timestampless_events_arriving_twice_are_two_facts(provider):
     assert a.id != b.id  # two deposits of 123: both published
 
 
-def test_stream_expired_ends_the_connection(provider):
+async def test_stream_expired_ends_the_connection(provider):
     from bridge.api import TransportFailure
 
+    await provider.on_connect(Conn("123"))  # the seed's stream_expired names key "123"
     with pytest.raises(TransportFailure, match="listen key expired"):
         provider.control(by_name("stream_expired"))
     provider.control(by_name("order_creation"))  # anything else passes
+
+
+def on_connection(provider, frames, account="main", at=NOW):
+    return parse_frames(provider, frames, at, account=account)
+
+
+def test_known_event_without_data_is_raw_not_a_phantom_fill(provider):
+    [event] = on_connection(provider, [{"event": "trade_update", "account": "128"}])
+    assert (event.kind, event.name, event.account) == ("raw", "trade_update", "main")
+    assert event.error == "no data object"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"orderId": 1, "symbol": "ETH/USDT-P"},  # no price, no quantity
+        {"symbol": "ETH/USDT-P", "price": "abc", "quantity": "1"},
+        {"symbol": "ETH/USDT-P", "price": None, "quantity": "1"},
+    ],
+)
+def test_trade_with_a_malformed_body_is_raw(provider, data):
+    [event] = on_connection(provider, [{"event": "trade_update", "account": "128", "data": data}])
+    assert event.kind == "raw"
+    assert event.error
+
+
+def test_two_equal_fills_in_the_same_second_are_two_events(provider):
+    fill = by_name("trade_update")
+    first = on_connection(provider, [fill], at=NOW)[0]
+    second = on_connection(provider, [fill], at=NOW.replace(microsecond=350))[0]
+    assert first.kind == second.kind == "trade"
+    assert first.id != second.id
+
+
+def test_events_stay_under_the_connections_account(provider):
+    frame = by_name("order_not_fully_matched")  # the seed's "account": 2
+    [event] = on_connection(provider, [frame])
+    assert event.account == "main"
+    assert event.details["upstream_account"] == "2"
+    [own] = on_connection(provider, [by_name("order_creation")])
+    assert "upstream_account" not in own.details
+
+
+def test_a_null_in_the_snapshot_costs_that_position_only(provider):
+    frame = json.loads(json.dumps(FRAMES["snapshot"]))
+    positions = frame["result"]["accountSnapshot"]["positions"]
+    good = len([p for p in positions if p["direction"] in ("Long", "Short")])
+    positions.append({**positions[0], "symbol": "BAD/USDT-P", "quantity": None})
+    snap, bad = on_connection(provider, [frame])
+    assert snap.kind == "snapshot"
+    assert [i.kind for i in snap.items].count("position") == good
+    assert "balance" in [i.kind for i in snap.items]
+    assert (bad.kind, bad.name, bad.account) == ("raw", "accountSnapshot.position", "main")
+    assert bad.data["symbol"] == "BAD/USDT-P"
+
+
+def test_epoch_timestamps_as_text_or_decimal_give_utc_source_time(provider):
+    for stamp in ("1712781049", Decimal("1712781049"), 1712781049000):
+        frame = {**by_name("order_creation"), "data": {**by_name("order_creation")["data"]}}
+        frame["data"]["timestamp"] = stamp
+        [event] = on_connection(provider, [frame])
+        assert event.source_time == datetime(2024, 4, 10, 20, 30, 49, tzinfo=UTC), stamp
+
+
+class Conn:
+    """What ``on_connect`` sees of a connection whose ``stream.start`` gives ``key``."""
+
+    account = "main"
+
+    def __init__(self, key):
+        self.key, self.data = key, {}
+
+    async def request(self, message, **_):
+        return {"id": 1, "status": 200, "result": {"listenKey": self.key, "accountSnapshot": {}}}
+
+
+async def test_stream_expired_for_another_listen_key_is_ignored(provider):
+    await provider.on_connect(Conn("ours-1"))
+    foreign = {"event": "stream_expired", "account": "128", "params": {"listenKey": "theirs"}}
+    provider.control(foreign)  # another session's key: the healthy stream stays
+    from bridge.api import TransportFailure
+
+    with pytest.raises(TransportFailure):
+        provider.control({**foreign, "params": {"listenKey": "ours-1"}})

@@ -53,6 +53,9 @@ class IbexProvider(Provider[IbexSettings]):
     """The IBEX FI wallet stream with its HTTP fallback."""
 
     settings_model = IbexSettings
+    sensitive_keys: ClassVar[frozenset[str]] = frozenset(
+        {"safeAddress", "address", "recoveryAddress", "id", "userId", "existingConnectionId"}
+    )
     entities: ClassVar[Sequence[EntitySpec]] = (
         LINK,
         BALANCE,
@@ -73,6 +76,7 @@ class IbexProvider(Provider[IbexSettings]):
             {safe.address: safe.alias for safe in settings.safes},
             settings.default_asset,
             settings.default_decimals,
+            publish_addresses=settings.publish_addresses,
         )
         self.limiter = RateLimiter(settings.rate_limits)
         """One per user, across link restarts: the limits are the server's."""

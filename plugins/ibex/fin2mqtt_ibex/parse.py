@@ -46,12 +46,27 @@ class Naming:
     """Lower-case Safe address → alias."""
     default_asset: str = "EURe"
     default_decimals: int = 18
+    publish_addresses: bool = False
+    """Safes without an alias under their full address (else ``safe-<short hash>``)."""
+    chains: dict[str, set[str]] = field(default_factory=dict)
+    """Account → the chains its balances were seen on (learned; balances per chain once a
+    Safe holds tokens on more than one)."""
 
     def safe(self, address: Any) -> str | None:
-        """The topic name of a Safe: its alias, else its lower-case address."""
+        """The topic name of a Safe: its alias, else a short stable hash of its address (the
+        address itself only when ``publish_addresses``)."""
         if not isinstance(address, str) or not address:
             return None
-        return self.aliases.get(address.lower(), address.lower())
+        key = address.lower()
+        if key in self.aliases:
+            return self.aliases[key]
+        return key if self.publish_addresses else f"safe-{stable_id('safe', key)[:8]}"
+
+    def learn_chains(self, account: str, chains: Iterable[str]) -> bool:
+        """Remember the chains of an account; True when it has more than one."""
+        known = self.chains.setdefault(account, set())
+        known.update(chains)
+        return len(known) > 1
 
 
 def is_signal_only(frame: Any) -> bool:
@@ -179,8 +194,16 @@ class _Parser:
     def token_snapshot(
         self, address: Any, entries: Iterable[tuple[Any, dict[str, Any]]]
     ) -> SnapshotEvent:
-        """All tokens of one Safe: balances not in it any more are cleared."""
+        """All tokens of one Safe (on one chain, or all): balances not in it any more are cleared.
+
+        A snapshot of one chain covers that chain's balances only (``scope``). Once a Safe is
+        seen on several chains its balances are per chain: asset ``EURe@100``, topic
+        ``balance/eure-100``, so one chain's balance never overwrites another's.
+        """
         account = self._account(address)
+        entries = list(entries)
+        chains = {str(chain) for chain, _ in entries if chain is not None}
+        per_chain = self.n.learn_chains(account, chains)
         items = []
         for chain, token in entries:
             symbol = token.get("symbol")
@@ -195,10 +218,13 @@ class _Parser:
             if pending:
                 details["pending"] = pending
             total = _amount(token.get("balance"), f"{symbol} balance")
-            items.append(self.balance(account, symbol, total, self.when, details))
+            asset = f"{symbol}@{chain}" if per_chain and chain is not None else symbol
+            items.append(self.balance(account, asset, total, self.when, details))
+        scope = {"chain_id": next(iter(chains))} if len(chains) == 1 else {}
         return SnapshotEvent(
-            id=stable_id(self.n.instance, account, "balances", self.when, len(items)),
+            id=stable_id(self.n.instance, account, "balances", self.when, len(items), scope),
             covers=("balance",),
+            scope=scope,
             items=tuple(items),
             **self._common(account),
         )
@@ -264,14 +290,7 @@ class _Parser:
             if tx.get(name) is not None
         }
         return TransactionEvent(
-            id=stable_id(
-                self.n.instance,
-                "tx",
-                tx_hash.lower(),
-                str(address).lower(),
-                direction,
-                tx.get("logIndex", ""),
-            ),
+            id=self.transaction_id(tx, tx_hash, address, direction),
             type="onchain",
             status="confirmed",
             direction=direction,
@@ -281,6 +300,28 @@ class _Parser:
             details=details,
             **self._common(account, _time(tx.get("timestamp")) or self.when),
         )
+
+    def transaction_id(self, tx: dict[str, Any], tx_hash: str, address: Any, direction: Any) -> str:
+        """What tells one transfer from another: the transaction, the Safe and direction, and
+        the log index when the upstream gives it; v1.2's ``newTransaction`` does not, so then
+        the token symbol, the amount and the counterparties: two transfers of one multisend
+        (even of different tokens) stay two events. v1.1 lists name no token: they are of the
+        main token (``default_asset``, as v1.1 balances), so a replay in either shape keeps
+        its id."""
+        parts: list[object] = [tx_hash.lower(), str(address).lower(), direction]
+        if tx.get("logIndex") is not None:
+            parts.append(f"log:{tx['logIndex']}")
+        else:
+            token = tx.get("tokenSymbol") or self.n.default_asset
+            value = tx.get("value")
+            amount = _amount(value, "transaction value").normalize() if value is not None else ""
+            parts += [
+                str(token or "").lower(),
+                amount,
+                str(tx.get("from") or "").lower(),
+                str(tx.get("to") or "").lower(),
+            ]
+        return stable_id(self.n.instance, "tx", *parts)
 
     # --- the user -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from bridge.api import ProviderSettings, RetrySettings, TokenSettings
+from bridge.api import ProviderSettings, RetrySettings, TokenSettings, account_alias_problems
 from fin2mqtt_ibex.auth import rp_id_of, token_problem
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -43,7 +43,9 @@ class IbexSettings(TokenSettings, RetrySettings, ProviderSettings):
     """Ask the WebSocket for one chain (``?blockchainId=``); default: the server's choice."""
     client_name: str = "fin2mqtt"
     safes: list[Safe] = Field(default_factory=list)
-    """Aliases for Safe addresses; Safes without one appear under their address."""
+    """Aliases for Safe addresses; Safes without one appear as ``safe-<short hash>``."""
+    publish_addresses: bool = False
+    """Opt in to Safes without an alias appearing under their full address in topics."""
     default_asset: str = "EURe"
     """The token of a balance update that names none."""
     default_decimals: int = Field(default=18, ge=0, le=36)
@@ -79,9 +81,9 @@ class IbexSettings(TokenSettings, RetrySettings, ProviderSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        aliases = [s.alias for s in self.safes]
-        if len(set(aliases)) != len(aliases):
-            raise ValueError("Safe aliases must be unique")
+        problems = account_alias_problems([s.alias for s in self.safes])
+        if problems:
+            raise ValueError("; ".join(problems))
         if len({s.address for s in self.safes}) != len(self.safes):
             raise ValueError("each Safe address may appear once")
         fastest = max(REQUESTS_PER_POLL * period / count for count, period in self.rate_limits)

@@ -27,6 +27,8 @@ from bridge.api import (
 MAIN = "0x" + "a1" * 20
 OTHER = "0x" + "c3" * 20
 NAMES = Naming("ibex", {MAIN: "main"})
+OTHER_NAME = NAMES.safe(OTHER)
+"""A Safe without an alias: a short stable hash, not its address."""
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 STAMP = "2026-11-21T11:59:59.500Z"
 TX = {
@@ -50,6 +52,12 @@ TX_V11 = {
     "value": "100.0",
     "direction": "IN",
 }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_chains():
+    """The chains a Safe was seen on are learned: each test starts without."""
+    NAMES.chains.clear()
 
 
 def frame(kind: str, data: object) -> dict[str, object]:
@@ -93,7 +101,11 @@ def test_user_data_gives_kyc_and_the_iban_status_of_each_safe_without_iban_strin
     assert (iban_main.account, iban_main.topic, iban_main.status) == ("main", "iban", "approved")
     assert iban_main.raw == {"chainId": 100}
     assert "DE89" not in iban_main.model_dump_json()
-    assert (iban_other.account, iban_other.status, iban_other.raw) == (OTHER, "not_approved", None)
+    assert (iban_other.account, iban_other.status, iban_other.raw) == (
+        OTHER_NAME,
+        "not_approved",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -395,7 +407,7 @@ def test_http_balances_are_one_snapshot_per_safe():
         [("EURe", Decimal("2.0"))],
     )
     assert main.items[0].details == {"decimals": 18, "value_eur": "2.00", "chain_id": "100"}
-    assert (other.account, other.items) == (OTHER, ())  # no tokens: its balances are cleared
+    assert (other.account, other.items) == (OTHER_NAME, ())  # no tokens: its balances are cleared
 
 
 def test_http_transactions_in_any_wrapping_match_the_websocket_ids():
@@ -414,3 +426,56 @@ def test_http_user_plain_or_wrapped():
     body = {"id": "u1", "ky": "0", "signers": []}
     assert parse_user(NAMES, body, NOW)[0].status == "not_started"
     assert parse_user(NAMES, {"data": body}, NOW)[0].status == "not_started"
+
+
+def test_two_transfers_of_one_multisend_are_two_events():
+    """v1.2 ``newTransaction`` carries no logIndex: the token and amount tell transfers apart."""
+    second_token = {**TX, "tokenAddress": "0x" + "e1" * 20, "tokenSymbol": "USDC"}  # same value
+    a = parse("new_transaction", {"address": MAIN, "newTransaction": TX})
+    b = parse("new_transaction", {"address": MAIN, "newTransaction": second_token})
+    c = parse("new_transaction", {"address": MAIN, "newTransaction": {**TX, "value": "7"}})
+    assert len({a[0].id, b[0].id, c[0].id}) == 3
+    assert {a[0].tx_hash, b[0].tx_hash, c[0].tx_hash} == {TX["hash"]}
+    # with a log index, that alone tells them apart (and a replay keeps its id)
+    logged = parse("new_transaction", {"address": MAIN, "newTransaction": {**TX, "logIndex": 4}})
+    again = parse("new_transaction", {"address": MAIN, "newTransaction": {**TX, "logIndex": 4}})
+    assert logged[0].id == again[0].id != a[0].id
+
+
+def test_safe_without_alias_is_a_short_hash_unless_opted_in():
+    [balance] = parse("balance_update", {"address": OTHER, "balance": "5"})
+    assert balance.account == OTHER_NAME
+    assert OTHER_NAME.startswith("safe-") and len(OTHER_NAME) == 13
+    assert OTHER[2:].lower() not in balance.model_dump_json()
+    opted = Naming("ibex", {}, publish_addresses=True)
+    [balance] = parse_frame(opted, frame("balance_update", {"address": OTHER, "balance": "5"}), NOW)
+    assert balance.account == OTHER.lower()
+
+
+def test_uint256_base_units_stay_exact():
+    wei = "123456789012345678901234567890123"  # 33 digits: beyond Decimal's default 28
+    [balance] = parse("balance_update", {"address": MAIN, "balance": wei})
+    assert format(balance.total, "f") == "123456789012345.678901234567890123"
+    big = str(2**256 - 1)
+    [balance] = parse("balance_update", {"address": MAIN, "balance": big})
+    assert format(balance.total, "f").replace(".", "") == big
+    [balance] = parse("balance_update", {"address": MAIN, "balance": "1" + "0" * 30})
+    assert format(balance.total, "f") == "1000000000000"
+
+
+def test_one_chain_snapshot_leaves_the_other_chains_balances():
+    def chain(number, amount):
+        return parse(
+            "balance_data",
+            {"safeAddress": MAIN, "blockchainId": number,
+             "balance": {"tokens": [{"symbol": "EURe", "balance": amount}], "pending": []}},
+        )[0]  # fmt: skip
+
+    first = chain("100", "1")
+    assert (first.scope, [i.asset for i in first.items]) == ({"chain_id": "100"}, ["EURe"])
+    second = chain("421614", "2")  # the Safe is on two chains: one balance per chain
+    assert (second.scope, [i.asset for i in second.items]) == (
+        {"chain_id": "421614"},
+        ["EURe@421614"],
+    )
+    assert [i.asset for i in chain("100", "1").items] == ["EURe@100"]

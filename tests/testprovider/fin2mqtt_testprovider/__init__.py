@@ -60,6 +60,9 @@ class TestProviderSettings(ProviderSettings):
     garbage_at: int | None = None
     """Send an unparsable frame instead of this tick number."""
     api_key: SecretStr | None = None
+    client_secret: SecretStr | None = None
+    url: str | None = None
+    """Not dialled: a URL setting (with user info, a query key) for the redaction tests."""
     restores_state: bool = True
     """False: behave like a webhook provider, whose previous retained topics are kept."""
     stop_marker: Path | None = None
