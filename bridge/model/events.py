@@ -12,7 +12,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    computed_field,
+)
 
 
 def _to_decimal(value: Any) -> Any:
@@ -42,6 +50,39 @@ Money = Annotated[
 
 Id = Annotated[str, BeforeValidator(_to_id)]
 """An upstream identifier kept exact as a string."""
+
+
+TRANSACTION_EVENT_TYPES: tuple[str, ...] = (
+    "deposit",
+    "withdrawal",
+    "transfer",
+    "funding",
+    "onchain",
+    "other",
+)
+"""A transaction's ``event_type``: its ``type``, or ``other`` for a type not listed."""
+ORDER_EVENT_TYPES: tuple[str, ...] = (
+    "created",
+    "open",
+    "updated",
+    "partially_matched",
+    "partially_filled",
+    "matched",
+    "filled",
+    "cancelled",
+    "rejected",
+    "expired",
+    "other",
+)
+"""An order's ``event_type``: its ``status``, or ``other`` for a status not listed."""
+TRADE_EVENT_TYPES: tuple[str, ...] = ("filled", "rejected")
+"""A trade's ``event_type``: its ``status``."""
+NOTIFICATION_EVENT_TYPES: tuple[str, ...] = ("info", "warning", "error")
+"""A notification's ``event_type``: its ``severity``."""
+
+
+def _listed(value: str | None, listed: tuple[str, ...]) -> str:
+    return value if value in listed else "other"
 
 
 def stable_id(*parts: object) -> str:
@@ -97,6 +138,12 @@ class TransactionEvent(BaseEvent):
     tx_hash: str | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``type`` (``other`` when not a known one)."""
+        return _listed(self.type, TRANSACTION_EVENT_TYPES)
+
 
 class OrderEvent(BaseEvent):
     """A change in the life of an order."""
@@ -114,6 +161,12 @@ class OrderEvent(BaseEvent):
     remaining_quantity: Money | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``status`` (``other`` when not a known one)."""
+        return _listed(self.status, ORDER_EVENT_TYPES)
+
 
 class TradeEvent(BaseEvent):
     """A fill (or a rejected trade)."""
@@ -129,6 +182,12 @@ class TradeEvent(BaseEvent):
     fee: Money | None = None
     realized_pnl: Money | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``status``."""
+        return self.status
 
 
 class PositionEvent(BaseEvent):
@@ -201,6 +260,12 @@ class NotificationEvent(BaseEvent):
     message: str | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``severity``."""
+        return self.severity
+
 
 LinkStateName = Literal["connecting", "connected", "fallback", "auth_failed", "disconnected"]
 """``fallback``: the live link is down (``error`` says why) but the data still flows, e.g. by
@@ -215,6 +280,7 @@ class LinkStateEvent(BaseEvent):
     state: LinkStateName
     since: datetime
     error: str | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class RawEvent(BaseEvent):

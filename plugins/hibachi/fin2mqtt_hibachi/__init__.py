@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -73,6 +73,7 @@ class HibachiProvider(Provider[HibachiSettings]):
     """The Hibachi account stream."""
 
     settings_model = HibachiSettings
+    display_name: ClassVar[str] = "Hibachi"
 
     def __init__(self, name: str, settings: HibachiSettings) -> None:
         super().__init__(name, settings)

@@ -22,6 +22,9 @@ from typing import Any, ClassVar
 from bridge.api import (
     LINK,
     MARKET_PRICE,
+    NOTIFICATIONS,
+    ORDERS,
+    TRADES,
     AnyEvent,
     AuthFailure,
     Connection,
@@ -67,6 +70,7 @@ OPEN_ORDERS = EntitySpec(
     name="Open orders",
     value_template="{{ value_json.details.count }}",
     state_class="measurement",
+    unit="orders",
     icon="mdi:format-list-checks",
     match=(("topic", "open_orders"),),
 )
@@ -128,6 +132,7 @@ class VeztaProvider(Provider[VeztaSettings]):
     """Vezta's Socket.IO channels: public market data and one user's account."""
 
     settings_model = VeztaSettings
+    display_name: ClassVar[str] = "Vezta"
     entities: ClassVar[Sequence[EntitySpec]] = (
         LINK,
         MARKET_PRICE,
@@ -136,6 +141,9 @@ class VeztaProvider(Provider[VeztaSettings]):
         REALIZED_PNL,
         DAY_PNL,
         OPEN_ORDERS,
+        ORDERS,
+        TRADES,
+        NOTIFICATIONS,
     )
 
     def __init__(self, name: str, settings: VeztaSettings) -> None:
