@@ -75,7 +75,7 @@ def split_pair(symbol: str) -> tuple[str, str] | None:
     pair = _PERPETUAL.sub("", symbol) if "/" in symbol or symbol.count("-") > 1 else symbol
     for separator in ("/", "-", "_"):
         parts = pair.split(separator)
-        if len(parts) == 2 and all(p.isalnum() and len(p) <= 10 for p in parts):
+        if len(parts) == 2 and all(p.isalpha() and len(p) <= 10 for p in parts):
             return parts[0], parts[1]
     return None
 

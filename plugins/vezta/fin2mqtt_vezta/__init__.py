@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from bridge.api import (
@@ -148,6 +149,11 @@ class VeztaProvider(Provider[VeztaSettings]):
 
     def __init__(self, name: str, settings: VeztaSettings) -> None:
         super().__init__(name, settings)
+        # a share's price is in the settlement currency (a market name says no pair)
+        price = replace(MARKET_PRICE, unit=settings.currency)
+        self.entities = tuple(  # type: ignore[misc]
+            price if s is MARKET_PRICE else s for s in self.entities
+        )
         markets = Markets(frozenset(settings.markets), dict(settings.aliases))
         self.parser = Parser(markets, settings.currency, settings.orderbook_depth)
         subscribed = settings.subscribed
