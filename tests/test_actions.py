@@ -64,6 +64,7 @@ async def test_every_action_request_gets_one_answer(broker, recorder, daemon_con
             return got[t]["error"]
 
         assert got[2] == {
+            "schema": 1,
             "status": "ok",
             "data": {
                 "instance": "alpha",
@@ -91,6 +92,7 @@ async def test_every_action_request_gets_one_answer(broker, recorder, daemon_con
         assert error(14) == "'params' must be a JSON object"
         # two presses of one action: the first runs, the second is refused meanwhile
         assert got[12] == {
+            "schema": 1,
             "status": "ok",
             "data": {"instance": "alpha", "action": "slow", "account": None, "result": "done"},
             "error": None,
@@ -115,7 +117,7 @@ async def test_buttons_publish_the_request_that_runs_the_action(
     async with DaemonProcess(daemon_config(PROVIDER), tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction")
-        found = await retained(broker.host, broker.port, "homeassistant/button/#")
+        found = await retained(broker.host, broker.port, "homeassistant/button/fin2mqtt_alpha/#")
         node = "homeassistant/button/fin2mqtt_alpha"
         assert sorted(found) == [
             f"{node}/acc-1_action_refresh/config",
@@ -129,7 +131,6 @@ async def test_buttons_publish_the_request_that_runs_the_action(
         refresh = found[f"{node}/acc-1_action_refresh/config"].json()
         assert refresh == {
             "name": "Refresh",
-            "has_entity_name": True,
             "command_topic": REQUEST,
             "payload_press": '{"instance":"alpha","action":"refresh","account":"acc-1"}',
             "qos": 1,
@@ -143,15 +144,16 @@ async def test_buttons_publish_the_request_that_runs_the_action(
                 }
             ],
             "device": {
-                "identifiers": ["fin2mqtt_fin2mqtt_alpha_acc-1"],
-                "name": "testprov alpha acc-1",
+                "identifiers": ["fin2mqtt_alpha_acc-1"],
+                "name": "Testprov alpha acc-1",
                 "manufacturer": "fin2mqtt",
-                "model": "testprov",
+                "model": "Testprov",
                 "sw_version": refresh["device"]["sw_version"],
+                "via_device": "fin2mqtt_bridge",
             },
             "origin": refresh["origin"],
             "unique_id": "fin2mqtt_alpha_acc-1_action_refresh",
-            "object_id": "fin2mqtt_alpha_acc-1_action_refresh",
+            "default_entity_id": "button.testprov_alpha_acc_1_refresh",
         }
         # the button shares the device of the account's other entities
         balance = (await retained(broker.host, broker.port, "homeassistant/sensor/#"))[
@@ -160,13 +162,14 @@ async def test_buttons_publish_the_request_that_runs_the_action(
         assert balance["device"] == refresh["device"]
         echo = found[f"{node}/action_echo/config"].json()
         assert echo["icon"] == "mdi:message"
-        assert echo["device"]["identifiers"] == ["fin2mqtt_fin2mqtt_alpha"]
+        assert echo["device"]["identifiers"] == ["fin2mqtt_alpha"]
 
         # what Home Assistant does when the button is pressed
         async with aiomqtt.Client(broker.host, broker.port) as client:
             await client.publish(refresh["command_topic"], refresh["payload_press"], qos=1)
         (answer,) = await recorder.wait_topic(RESPONSE)
         assert answer.json() == {
+            "schema": 1,
             "status": "ok",
             "data": {
                 "instance": "alpha",

@@ -50,7 +50,7 @@ async def test_events_state_and_bridge_topics(
             what="final balance",
         )
         state = await retained(broker.host, broker.port)
-        assert state["fin2mqtt/bridge/state"].payload == b'{"state":"online"}'
+        assert state["fin2mqtt/bridge/state"].payload == b'{"schema":1,"state":"online"}'
         assert state["fin2mqtt/bridge/state"].qos == 1
         balance = state["fin2mqtt/alpha/main-acct/balance/usd"].json()
         assert balance["kind"] == "balance"
@@ -73,7 +73,7 @@ async def test_events_state_and_bridge_topics(
         assert code == 0
         assert elapsed < 5
     after = await retained(broker.host, broker.port)
-    assert after["fin2mqtt/bridge/state"].json() == {"state": "offline"}
+    assert after["fin2mqtt/bridge/state"].json() == {"schema": 1, "state": "offline"}
 
 
 async def test_secrets_never_published(broker, recorder, daemon_config, tmp_path):
@@ -109,13 +109,14 @@ async def test_will_turns_offline_when_killed(broker: Broker, recorder, daemon_c
         # the broker notices the dropped TCP connection and publishes the will
         await recorder.wait_for(
             lambda ms: any(
-                m.topic == "fin2mqtt/bridge/state" and m.json() == {"state": "offline"} for m in ms
+                m.topic == "fin2mqtt/bridge/state" and m.json() == {"schema": 1, "state": "offline"}
+                for m in ms
             ),
             timeout=5,
             what="will",
         )
     state = await retained(broker.host, broker.port, "fin2mqtt/bridge/state")
-    assert state["fin2mqtt/bridge/state"].json() == {"state": "offline"}
+    assert state["fin2mqtt/bridge/state"].json() == {"schema": 1, "state": "offline"}
     assert state["fin2mqtt/bridge/state"].retain is True
 
 
@@ -136,9 +137,13 @@ async def test_requests_get_answers(broker, recorder, daemon_config, tmp_path):
         assert body["data"]["providers"]["alpha"]["link"] == "connected"
         nope = (await recorder.wait_topic("fin2mqtt/bridge/response/nope"))[0].json()
         assert nope == {
+            "schema": 1,
             "status": "error",
             "data": None,
-            "error": "unknown request 'nope' (known: action, info, stats)",
+            "error": (
+                "unknown request 'nope' (known: action, discovery/refresh, health, info, restart,"
+                " resync, stats)"
+            ),
             "transaction": 7,
         }
         bad = (await recorder.wait_topic("fin2mqtt/bridge/response/info"))[0].json()

@@ -106,11 +106,11 @@ async def test_a_cancelled_publisher_leaves_the_will_not_online(broker: Broker):
     await asyncio.wait_for(pub.connected.wait(), 5)
     assert (await retained(broker.host, broker.port, f"{BASE}/bridge/state"))[
         f"{BASE}/bridge/state"
-    ].json() == {"state": "online"}
+    ].json() == {"schema": 1, "state": "online"}
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await _wait_retained_state(broker, {"state": "offline"})
+    await _wait_retained_state(broker, {"schema": 1, "state": "offline"})
 
 
 async def test_offline_not_acknowledged_in_time_still_ends_offline(broker: Broker):
@@ -125,7 +125,7 @@ async def test_offline_not_acknowledged_in_time_still_ends_offline(broker: Broke
         outbox.put_event(f"{BASE}/acc/transaction", event(1), 1, key="e-1")
         pub.stop(flush_timeout=0.2)
         await asyncio.wait_for(task, 5)
-        await _wait_retained_state(broker, {"state": "offline"})
+        await _wait_retained_state(broker, {"schema": 1, "state": "offline"})
     assert outbox.pending_events + outbox.inflight == 1  # kept, not lost
 
 
@@ -141,7 +141,7 @@ async def test_a_clean_stop_publishes_offline_and_disconnects(broker: Broker):
         pub.stop(flush_timeout=2)
         await asyncio.wait_for(task, 5)
         await rec.wait_for(lambda ms: len(ms) >= 50)
-    await _wait_retained_state(broker, {"state": "offline"})
+    await _wait_retained_state(broker, {"schema": 1, "state": "offline"})
     assert [f"e-{n}" for n in range(50)] == ids(rec, topic)
     assert all(f"{BASE}\x1fe-{n}" not in outbox.seen for n in range(1))  # keys are not topics
     assert all(f"e-{n}" in outbox.seen for n in range(50))  # committed on PUBACK

@@ -21,7 +21,21 @@ BALANCE_CONFIG = "homeassistant/sensor/fin2mqtt_alpha/acc-1_balance_usd_total/co
 LINK_CONFIG = "homeassistant/binary_sensor/fin2mqtt_alpha/link_connected/config"
 POSITION_CONFIGS = [
     "homeassistant/sensor/fin2mqtt_alpha/acc-1_position_eth-usdt-p_quantity/config",
+    "homeassistant/sensor/fin2mqtt_alpha/acc-1_position_eth-usdt-p_direction/config",
     "homeassistant/sensor/fin2mqtt_alpha/acc-1_position_eth-usdt-p_unrealized_pnl/config",
+]
+EVENT_CONFIGS = [
+    f"homeassistant/event/fin2mqtt_alpha/acc-1_{kind}_event/config"
+    for kind in ("transaction", "order", "trade", "notification")
+]
+BRIDGE_CONFIGS = [
+    "homeassistant/binary_sensor/fin2mqtt_bridge/connection_state/config",
+    "homeassistant/sensor/fin2mqtt_bridge/version/config",
+    "homeassistant/sensor/fin2mqtt_bridge/published/config",
+    "homeassistant/sensor/fin2mqtt_bridge/dropped/config",
+    "homeassistant/sensor/fin2mqtt_bridge/restarts/config",
+    "homeassistant/sensor/fin2mqtt_bridge/parse_errors/config",
+    "homeassistant/button/fin2mqtt_bridge/restart/config",
 ]
 
 
@@ -31,13 +45,14 @@ async def test_discovery_configs(broker, recorder: MqttRecorder, daemon_config, 
         await daemon.wait_ready()
         await recorder.wait_topic("fin2mqtt/alpha/acc-1/transaction")
         found = await retained(broker.host, broker.port, "homeassistant/#")
-        assert sorted(found) == sorted([BALANCE_CONFIG, LINK_CONFIG, *POSITION_CONFIGS])
+        assert sorted(found) == sorted(
+            [BALANCE_CONFIG, LINK_CONFIG, *POSITION_CONFIGS, *EVENT_CONFIGS, *BRIDGE_CONFIGS]
+        )
         assert all(m.qos == 1 for m in found.values())
 
         balance = found[BALANCE_CONFIG].json()
         assert balance == {
             "name": "USD balance",
-            "has_entity_name": True,
             "state_topic": "fin2mqtt/alpha/acc-1/balance/usd",
             "value_template": "{{ value_json.total }}",
             "availability": [
@@ -56,11 +71,12 @@ async def test_discovery_configs(broker, recorder: MqttRecorder, daemon_config, 
             ],
             "availability_mode": "all",
             "device": {
-                "identifiers": ["fin2mqtt_fin2mqtt_alpha_acc-1"],
-                "name": "testprov alpha acc-1",
+                "identifiers": ["fin2mqtt_alpha_acc-1"],
+                "name": "Testprov alpha acc-1",
                 "manufacturer": "fin2mqtt",
-                "model": "testprov",
+                "model": "Testprov",
                 "sw_version": "0.2.0",
+                "via_device": "fin2mqtt_bridge",
             },
             "origin": {
                 "name": "fin2mqtt",
@@ -70,9 +86,39 @@ async def test_discovery_configs(broker, recorder: MqttRecorder, daemon_config, 
             "device_class": "monetary",
             "state_class": "total",
             "unit_of_measurement": "USD",
+            "suggested_display_precision": 2,
+            "json_attributes_topic": "fin2mqtt/alpha/acc-1/balance/usd",
+            "json_attributes_template": (
+                "{{ {'available': value_json.get('available'),"
+                " 'locked': value_json.get('locked')} | tojson }}"
+            ),
             "unique_id": "fin2mqtt_alpha_acc-1_balance_usd_total",
-            "object_id": "fin2mqtt_alpha_acc-1_balance_usd_total",
+            "default_entity_id": "sensor.testprov_alpha_acc_1_usd_balance",
         }
+        quantity, direction, pnl = (found[t].json() for t in POSITION_CONFIGS)
+        assert (quantity["name"], quantity["unit_of_measurement"]) == ("ETH/USDT-P position", "ETH")
+        assert quantity["value_template"] == (
+            "{{ ('-' if value_json.direction == 'short' else '') ~ value_json.quantity }}"
+        )
+        assert (direction["device_class"], direction["options"]) == (
+            "enum",
+            ["Long", "Short", "Other"],
+        )
+        assert (pnl["device_class"], pnl["state_class"], pnl["unit_of_measurement"]) == (
+            "monetary",
+            "total",
+            "USDT",
+        )
+        transactions = found[EVENT_CONFIGS[0]].json()
+        assert transactions["state_topic"] == "fin2mqtt/alpha/acc-1/transaction"
+        assert "deposit" in transactions["event_types"]
+        assert transactions["default_entity_id"] == "event.testprov_alpha_acc_1_transaction"
+        bridge = found[BRIDGE_CONFIGS[0]].json()
+        assert bridge["device"]["identifiers"] == ["fin2mqtt_bridge"]
+        assert (bridge["state_topic"], bridge["payload_on"]) == ("fin2mqtt/bridge/state", "online")
+        assert "availability" not in bridge  # it shows "disconnected", not "unavailable"
+        restart = found[BRIDGE_CONFIGS[-1]].json()
+        assert restart["command_topic"] == "fin2mqtt/bridge/request/restart"
         link = found[LINK_CONFIG].json()
         assert link["device_class"] == "connectivity"
         assert link["state_topic"] == "fin2mqtt/alpha/link"
@@ -147,5 +193,8 @@ def test_an_entity_spec_can_be_limited_to_events_with_given_fields():
         )
 
     assert discovery.configs(status("kyc"), "fin2mqtt/ibex/main/status/kyc", None) == []
-    [(topic, _)] = discovery.configs(status("recovery"), "fin2mqtt/ibex/main/status/recovery", None)
-    assert topic == "homeassistant/binary_sensor/fin2mqtt_ibex/main_status_recovery_pending/config"
+    [config] = discovery.configs(status("recovery"), "fin2mqtt/ibex/main/status/recovery", None)
+    assert (
+        config.topic
+        == "homeassistant/binary_sensor/fin2mqtt_ibex/main_status_recovery_pending/config"
+    )

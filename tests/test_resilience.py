@@ -40,7 +40,7 @@ positions = {"BTC/USDT-P" = "0.5"}
         for topic, message in before.items():
             if not topic.startswith("fin2mqtt/bridge/"):
                 assert after[topic].payload == message.payload, topic
-        assert after["fin2mqtt/bridge/state"].json() == {"state": "online"}
+        assert after["fin2mqtt/bridge/state"].json() == {"schema": 1, "state": "online"}
         await daemon.terminate()
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
+    computed_field,
 )
 
 DECIMAL_DIGITS = 80
@@ -69,6 +70,39 @@ def _utc(value: datetime) -> datetime:
 
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 """A datetime always aware and in UTC, whatever the plugin passed."""
+
+
+TRANSACTION_EVENT_TYPES: tuple[str, ...] = (
+    "deposit",
+    "withdrawal",
+    "transfer",
+    "funding",
+    "onchain",
+    "other",
+)
+"""A transaction's ``event_type``: its ``type``, or ``other`` for a type not listed."""
+ORDER_EVENT_TYPES: tuple[str, ...] = (
+    "created",
+    "open",
+    "updated",
+    "partially_matched",
+    "partially_filled",
+    "matched",
+    "filled",
+    "cancelled",
+    "rejected",
+    "expired",
+    "other",
+)
+"""An order's ``event_type``: its ``status``, or ``other`` for a status not listed."""
+TRADE_EVENT_TYPES: tuple[str, ...] = ("filled", "rejected")
+"""A trade's ``event_type``: its ``status``."""
+NOTIFICATION_EVENT_TYPES: tuple[str, ...] = ("info", "warning", "error")
+"""A notification's ``event_type``: its ``severity``."""
+
+
+def _listed(value: str | None, listed: tuple[str, ...]) -> str:
+    return value if value in listed else "other"
 
 
 def stable_id(*parts: object) -> str:
@@ -127,6 +161,12 @@ class TransactionEvent(BaseEvent):
     tx_hash: str | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``type`` (``other`` when not a known one)."""
+        return _listed(self.type, TRANSACTION_EVENT_TYPES)
+
 
 class OrderEvent(BaseEvent):
     """A change in the life of an order."""
@@ -144,6 +184,12 @@ class OrderEvent(BaseEvent):
     remaining_quantity: Money | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``status`` (``other`` when not a known one)."""
+        return _listed(self.status, ORDER_EVENT_TYPES)
+
 
 class TradeEvent(BaseEvent):
     """A fill (or a rejected trade)."""
@@ -159,6 +205,12 @@ class TradeEvent(BaseEvent):
     fee: Money | None = None
     realized_pnl: Money | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``status``."""
+        return self.status
 
 
 class PositionEvent(BaseEvent):
@@ -231,6 +283,12 @@ class NotificationEvent(BaseEvent):
     message: str | None = None
     details: dict[str, JsonValue] = Field(default_factory=dict)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def event_type(self) -> str:
+        """What Home Assistant's event entity fires: ``severity``."""
+        return self.severity
+
 
 LinkStateName = Literal["connecting", "connected", "fallback", "auth_failed", "disconnected"]
 """``fallback``: the live link is down (``error`` says why) but the data still flows, e.g. by
@@ -245,6 +303,7 @@ class LinkStateEvent(BaseEvent):
     state: LinkStateName
     since: UtcTime
     error: str | None = None
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class RawEvent(BaseEvent):

@@ -98,6 +98,7 @@ class RequestHandler:
         self, op: str, transaction: JsonValue, *, data: JsonValue = None, error: str | None = None
     ) -> None:
         answer: dict[str, Any] = {
+            "schema": 1,
             "status": "ok" if error is None else "error",
             "data": data,
             "error": error,

@@ -24,8 +24,8 @@ from bridge.pipeline.outbox import Message, Outbox
 
 log = logging.getLogger(__name__)
 
-ONLINE = b'{"state":"online"}'
-OFFLINE = b'{"state":"offline"}'
+ONLINE = b'{"schema":1,"state":"online"}'
+OFFLINE = b'{"schema":1,"state":"offline"}'
 OFFLINE_TIMEOUT = 1.0
 """How long the acknowledgement of ``offline`` may take on a clean stop (reserved in the budget)."""
 HEALTHY_SESSION = 10.0

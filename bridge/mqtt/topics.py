@@ -66,7 +66,8 @@ class TopicMap:
         self.bridge_state = f"{base}/bridge/state"
         self.bridge_info = f"{base}/bridge/info"
         self.bridge_stats = f"{base}/bridge/stats"
-        self.bridge_requests = f"{base}/bridge/request/+"
+        self.bridge_requests = f"{base}/bridge/request/#"
+        """Every request topic (ops may have more than one level: ``discovery/refresh``)."""
         self._request_prefix = f"{base}/bridge/request/"
 
     def request(self, op: str) -> str:

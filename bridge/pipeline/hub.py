@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -24,6 +25,9 @@ from bridge.pipeline.outbox import Outbox
 _SEGMENT = {"balance": "balance", "position": "position", "account_status": "status"}
 """Topic level under an account for each kind a snapshot can cover (see ``TopicMap``)."""
 
+EVENT_KINDS = ("transaction", "order", "trade", "notification")
+"""Kinds of events Home Assistant sees as ``event`` entities (when the provider declares them)."""
+
 BOOKKEEPING = frozenset({"id", "received_at", "source_time"})
 """Fields that do not make a state change: a repetition with new ones is not republished."""
 
@@ -33,6 +37,27 @@ MAX_PAYLOAD = 65_536
 """Largest payload republished (bytes); a larger event is replaced by a raw summary."""
 
 log = logging.getLogger(__name__)
+
+
+IDENTITY = ("kind", "provider", "account", "asset", "symbol", "topic", "market")
+"""Fields of a retained payload that say what it was about, repeated in its removal notice."""
+
+
+def removal_notice(previous: bytes | None, reason: str) -> bytes:
+    """The JSON published (not retained) on a state topic just before its retained clear.
+
+    A subscriber that parses every payload as JSON (Node-RED's ``mqtt in``) never sees the empty
+    clear; this tells it the state is gone and why (``closed``, ``gone``, ``stale``, ``removed``).
+    """
+    notice: dict[str, object] = {"schema": 1, "state": "removed", "reason": reason}
+    try:
+        before = json.loads(previous) if previous else {}
+    except ValueError:
+        before = {}
+    if isinstance(before, dict):
+        notice.update({k: before[k] for k in IDENTITY if k in before})
+    notice["removed_at"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(notice, separators=(",", ":")).encode()
 
 
 def payload_of(event: AnyEvent) -> bytes:
@@ -71,6 +96,8 @@ class Hub:
         """Events larger than ``max_payload``, published as a summary instead."""
         self._entities: dict[str, list[str]] = {}
         """State topic → the discovery config topics published for it."""
+        self._event_entities: set[tuple[str, str | None, str]] = set()
+        """(provider, account, kind) whose Home Assistant event entities are published."""
 
     def submit(self, events: Iterable[AnyEvent]) -> None:
         """Route each event: retained state is replaced, events are deduplicated and queued."""
@@ -88,7 +115,7 @@ class Hub:
         prefixes = tuple(f"{owner}/{_SEGMENT[kind]}/" for kind in snapshot.covers)
         for topic in self.retained.topics(prefixes):
             if topic not in kept and self._in_scope(topic, snapshot.scope):
-                self.clear_state(topic)
+                self.clear_state(topic, reason="gone")
         self.submit(snapshot.items)
 
     def _in_scope(self, topic: str, scope: dict[str, str]) -> bool:
@@ -115,6 +142,7 @@ class Hub:
         if len(payload) > self.max_payload:
             self._oversized(event, len(payload))
             return
+        self._event_entities_of(event.provider, event.account, event.kind)
         self.outbox.put_event(self.topics.for_event(event), payload, self.event_qos, key)
 
     def _oversized(self, event: AnyEvent, size: int) -> None:
@@ -161,7 +189,7 @@ class Hub:
     def _set_state(self, event: AnyEvent) -> None:
         topic = self.topics.for_event(event)
         if isinstance(event, PositionEvent) and event.direction == "closed":
-            self.clear_state(topic)
+            self.clear_state(topic, reason="closed")
             return
         if getattr(event, "partial", False):
             event = self._merge_partial(event, topic)
@@ -177,10 +205,22 @@ class Hub:
         owner = (event.provider, event.account)
         if self.discovery is not None and topic not in self._entities:
             configs = self.discovery.configs(event, topic, self._link_topic(event))
-            for config_topic, config in configs:
-                self.outbox.set_state(config_topic, config, owner=owner)
-            self._entities[topic] = [config_topic for config_topic, _ in configs]
+            for config in configs:
+                self.outbox.set_state(config.topic, config.encode(), owner=owner)
+            self._entities[topic] = [config.topic for config in configs]
+            if event.account is not None:  # an account's automation triggers, before its events
+                for kind in EVENT_KINDS:
+                    self._event_entities_of(event.provider, event.account, kind)
         self.outbox.set_state(topic, payload, content=content, owner=owner)
+
+    def _event_entities_of(self, provider: str, account: str | None, kind: str) -> None:
+        """Publish the ``event`` entities of one account's (or no account's) ``kind`` once."""
+        key = (provider, account, kind)
+        if self.discovery is None or key in self._event_entities:
+            return
+        self._event_entities.add(key)
+        for config in self.discovery.event_configs(provider, account, kind):
+            self.outbox.set_state(config.topic, config.encode(), owner=(provider, account))
 
     def _link_state(self, event: LinkStateEvent) -> None:
         self.retained.link_seen(event.provider, event.account)
@@ -189,24 +229,31 @@ class Hub:
                 event.provider, event.account, time.monotonic() + self.cleanup_delay
             )
 
-    def clear_state(self, topic: str) -> None:
-        """Remove a retained topic and the Home Assistant entities made from it."""
-        self.outbox.clear_state(topic)
+    def clear_state(self, topic: str, reason: str = "removed") -> None:
+        """Remove a retained topic and the Home Assistant entities made from it.
+
+        The entities go first (Home Assistant never renders the notice); a state topic gets a
+        JSON removal notice (not retained) just before its clear; a discovery config does not.
+        """
         for config_topic in self._entities.pop(topic, []):
             self.outbox.clear_state(config_topic)
+        notice = b""
+        if topic.startswith(f"{self.topics.base}/"):
+            notice = removal_notice(self.retained.payload(topic), reason)
+        self.outbox.clear_state(topic, notice)
 
     def clear_stale(self, now: float) -> int:
         """Clear what the previous run owned and its providers have not re-established."""
         topics = self.retained.due_stale(now)
         for topic in topics:
-            self.clear_state(topic)
+            self.clear_state(topic, reason="stale")
         return len(topics)
 
     def clear_instances_gone(self, configured: set[str]) -> int:
         """Clear what the previous run owned for provider instances no longer configured."""
         topics = self.retained.gone_instances(configured)
         for topic in topics:
-            self.clear_state(topic)
+            self.clear_state(topic, reason="instance_removed")
         return len(topics)
 
     def _link_topic(self, event: AnyEvent) -> str | None:

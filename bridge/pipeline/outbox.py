@@ -42,6 +42,8 @@ class Message:
     retain: bool
     seq: int = 0
     key: str | None = None
+    notice: bool = False
+    """A removal notice: published just before the retained clear of its topic."""
 
 
 class Outbox:
@@ -75,6 +77,8 @@ class Outbox:
         self._idle.set()
         self._state_turn = False
         self._state_first = False
+        self._then: Message | None = None
+        """The retained clear that follows the removal notice just handed out."""
         self._sync_waiters: list[asyncio.Future[None]] = []
         self.flush_wanted = asyncio.Event()
         """Set when someone waits for durability (``sync``): the journal writes at once."""
@@ -107,9 +111,10 @@ class Outbox:
         if self.retained.set(topic, payload, content=content, owner=owner):
             self._wake()
 
-    def clear_state(self, topic: str) -> bool:
-        """Clear a retained topic; False when it holds nothing."""
-        if self.retained.clear(topic):
+    def clear_state(self, topic: str, notice: bytes = b"") -> bool:
+        """Clear a retained topic (after a non-retained ``notice`` on it, when given); False
+        when it holds nothing."""
+        if self.retained.clear(topic, notice):
             self._wake()
             return True
         return False
@@ -180,7 +185,9 @@ class Outbox:
     def done(self, msg: Message) -> None:
         """The broker acknowledged ``msg``."""
         self.published += 1
-        if msg.retain:
+        if msg.notice:
+            pass
+        elif msg.retain:
             self.retained.sent(msg.topic, msg.payload)
         else:
             if msg.key is not None and self._waiting_keys.get(msg.key) == msg.seq:
@@ -191,7 +198,7 @@ class Outbox:
 
     def retry(self, msg: Message) -> None:
         """``msg`` was not acknowledged (connection lost): send it again, in order."""
-        if msg.retain:
+        if msg.retain or msg.notice:  # a notice goes again with its topic's clear
             self.retained.unsent(msg.topic)
         else:
             self._retried.append(msg)
@@ -251,10 +258,14 @@ class Outbox:
     def _next(self) -> Message | None:
         self._merge_retried()
         retained = self.retained
-        if retained.has_dirty() and (self._state_first or self._state_turn or not self._events):
+        if self._then is not None:
+            msg, self._then = self._then, None
+        elif retained.has_dirty() and (self._state_first or self._state_turn or not self._events):
             self._state_turn = False
-            topic, payload = retained.take()
+            topic, payload, notice = retained.take()
             msg = Message(topic, payload, 1, retain=True)
+            if notice and not payload:  # a JSON-only subscriber learns of the removal first
+                msg, self._then = Message(topic, notice, 1, retain=False, notice=True), msg
         elif self._events:
             self._state_first = False
             self._state_turn = True
@@ -265,7 +276,7 @@ class Outbox:
             return None
         self._inflight += 1
         self._idle.clear()
-        if self._workers and (self._events or retained.has_dirty()):
+        if self._workers and (self._events or retained.has_dirty() or self._then):
             self._wake()  # more to send: one more worker, not all of them
         return msg
 
@@ -304,7 +315,12 @@ class Outbox:
 
     def _release(self) -> None:
         self._inflight -= 1
-        if self._inflight == 0 and not self.retained.has_dirty() and not self.pending_events:
+        if (
+            self._inflight == 0
+            and self._then is None
+            and not self.retained.has_dirty()
+            and not self.pending_events
+        ):
             self._idle.set()
 
     def _count_drop(self) -> None:

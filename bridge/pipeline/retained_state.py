@@ -24,6 +24,8 @@ class _Topic:
     content: bytes
     """What counts as a change (the payload without bookkeeping fields, or a digest of it)."""
     owner: Owner | None
+    notice: bytes = b""
+    """While being cleared: the JSON published (not retained) on the topic before the clear."""
 
 
 class RetainedState:
@@ -119,7 +121,7 @@ class RetainedState:
         if entry is not None:
             if entry.content == content and entry.payload:
                 return False
-            entry.payload, entry.content = payload, content
+            entry.payload, entry.content, entry.notice = payload, content, b""
         else:
             self._topics[topic] = _Topic(payload, content, owner)
             self._stale.pop(topic, None)
@@ -137,18 +139,19 @@ class RetainedState:
         """True when kept payloads (or ownership) wait to be written."""
         return bool(self._unsaved_owned or self._unsaved_disowned)
 
-    def clear(self, topic: str) -> bool:
-        """Clear ``topic``; False when it holds nothing (or its clear is already on its way)."""
+    def clear(self, topic: str, notice: bytes = b"") -> bool:
+        """Clear ``topic``, after publishing ``notice`` on it (not retained) when given; False
+        when it holds nothing (or its clear is already on its way)."""
         entry = self._topics.get(topic)
         if entry is None:
             owner = self._stale.pop(topic, None)
             if owner is None:
                 return False
-            self._topics[topic] = _Topic(b"", b"", owner)
+            self._topics[topic] = _Topic(b"", b"", owner, notice)
         elif not entry.payload:
             return False
         else:
-            entry.payload, entry.content = b"", b""
+            entry.payload, entry.content, entry.notice = b"", b"", notice
         self._dirty[topic] = None
         return True
 
@@ -173,11 +176,12 @@ class RetainedState:
         """True when a topic waits to be sent."""
         return bool(self._dirty)
 
-    def take(self) -> tuple[str, bytes]:
-        """The next topic to send and its payload."""
+    def take(self) -> tuple[str, bytes, bytes]:
+        """The next topic to send, its payload, and (for a clear) the notice to send first."""
         topic = next(iter(self._dirty))
         del self._dirty[topic]
-        return topic, self._topics[topic].payload
+        entry = self._topics[topic]
+        return topic, entry.payload, entry.notice
 
     def sent(self, topic: str, payload: bytes) -> None:
         """The broker acknowledged ``payload`` on ``topic``."""

@@ -113,6 +113,9 @@ class Provider(ABC, Generic[SettingsT]):
 
     settings_model: ClassVar[type[ProviderSettings]]
     """The pydantic model validating the instance's table (minus ``type`` and ``name``)."""
+    display_name: ClassVar[str] = ""
+    """How people write the provider's name ("IBEX", "Hibachi"): Home Assistant device names
+    start with it. Empty: the entry-point name, capitalized."""
     entities: ClassVar[Sequence[EntitySpec]] = STANDARD_ENTITIES
     """Home Assistant entities this provider's retained topics become."""
     keepalive_interval: ClassVar[float | None] = None

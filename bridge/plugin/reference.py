@@ -71,6 +71,9 @@ def _model(model: type[BaseModel]) -> list[str]:
         lines.append(
             f"| `{shown}` | {_type(field.annotation)} | {required} | {_line(field.description)} |"
         )
+    for name, computed in model.model_computed_fields.items():
+        meaning = _line(computed.description)
+        lines.append(f"| `{name}` | {_type(computed.return_type)} | always (derived) | {meaning} |")
     return [*lines, ""]
 
 

@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("-c", "--config", type=Path, help="take the [mqtt] broker from this file")
     demo.add_argument("--seconds", type=float, help="stop after this many seconds")
+
+    topics = sub.add_parser(
+        "topics", help="print the MQTT topic reference and what the installed plugins add"
+    )
+    topics.add_argument("--table", action="store_true", help="only the README's topic table")
+    schemas = sub.add_parser(
+        "schemas", help="write the JSON Schema of every payload and an AsyncAPI document"
+    )
+    schemas.add_argument("directory", type=Path, help="where to write them")
     return parser
 
 
@@ -115,6 +124,37 @@ def cmd_plugins(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    """The topic reference; then, per installed plugin, its Home Assistant entities."""
+    from bridge.mqtt.schemas import topics_table
+    from bridge.runtime.plugin_loader import load_provider_classes
+
+    print(topics_table())
+    if args.table:
+        return 0
+    found = installed_providers()
+    classes, _problems = load_provider_classes([p.type for p in found])
+    for p in found:
+        provider = classes.get(p.type)
+        if provider is None:
+            continue
+        title = provider.display_name or p.type.capitalize()
+        print(f"\n{title} ({p.type} {p.version}): Home Assistant entities")
+        for spec in provider.entities:
+            where = " when " + ", ".join(f"{k}={v}" for k, v in spec.match) if spec.match else ""
+            print(f"  {spec.component:<13} {spec.name:<32} from {spec.kind} topics{where}")
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    """Write the published schemas."""
+    from bridge.mqtt.schemas import write_schemas
+
+    for path in write_schemas(args.directory):
+        print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo."""
     from bridge.config.settings import find_config, load_settings
@@ -139,5 +179,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fin2mqtt`` command."""
     args = build_parser().parse_args(argv)
-    commands = {"run": cmd_run, "check": cmd_check, "plugins": cmd_plugins, "demo": cmd_demo}
+    commands = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "plugins": cmd_plugins,
+        "demo": cmd_demo,
+        "topics": cmd_topics,
+        "schemas": cmd_schemas,
+    }
     return commands[args.command](args)

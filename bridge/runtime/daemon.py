@@ -9,6 +9,7 @@ import resource
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from pydantic import JsonValue
@@ -21,7 +22,7 @@ from bridge.mqtt.discovery import Discovery, ProviderInfo
 from bridge.mqtt.publisher import OFFLINE_TIMEOUT, Publisher
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.context import InstanceContext, recall_statuses
-from bridge.pipeline.hub import Hub
+from bridge.pipeline.hub import UP, Hub
 from bridge.pipeline.journal import Journal
 from bridge.pipeline.outbox import Outbox
 from bridge.pipeline.persister import Persister
@@ -84,7 +85,13 @@ class Daemon:
             self.actions.register(instance.name, actions)
             if self.discovery is not None:
                 self.discovery.register(
-                    ProviderInfo(instance.name, instance.provider_type, provider.entities, actions)
+                    ProviderInfo(
+                        instance.name,
+                        instance.provider_type,
+                        provider.entities,
+                        actions,
+                        title=provider.display_name,
+                    )
                 )
             ctx = InstanceContext(provider, self.hub, self.webhooks)
             self.runners.append(ProviderRunner(provider, ctx, settings.supervisor))
@@ -92,9 +99,13 @@ class Daemon:
             self.topics,
             self.outbox,
             {
+                "health": self._health_request,
                 "info": self._info_request,
                 "stats": self._stats_request,
                 "action": self.actions.request,
+                "resync": self._resync_request,
+                "restart": self._restart_request,
+                "discovery/refresh": self._discovery_refresh_request,
             },
         )
         self.ha_status_topic = f"{ha.discovery_prefix}/status"
@@ -193,12 +204,14 @@ class Daemon:
             )
 
     def _publish_buttons(self) -> None:
-        """Home Assistant buttons of the providers' actions (static: known from the start)."""
+        """The bridge device and the providers' action buttons (static: known from the start)."""
         if self.discovery is None:
             return
+        for config in self.discovery.bridge_configs():
+            self.outbox.set_state(config.topic, config.encode())
         for instance in self.config.instances:
-            for topic, config, account in self.discovery.action_configs(instance.name):
-                self.outbox.set_state(topic, config, owner=(instance.name, account))
+            for config, account in self.discovery.action_configs(instance.name):
+                self.outbox.set_state(config.topic, config.encode(), owner=(instance.name, account))
 
     def _broker_changed(self, _up: bool) -> None:
         if not self._stop.is_set():  # after STOPPING, the status stays "stopping"
@@ -243,7 +256,7 @@ class Daemon:
                 log.info("cleared %d retained topic(s) the providers no longer publish", cleared)
             if now - last_stats >= STATS_INTERVAL:
                 last_stats = now
-                stats = json.dumps(self.stats(), separators=(",", ":")).encode()
+                stats = json.dumps({"schema": 1, **self.stats()}, separators=(",", ":")).encode()
                 self.outbox.set_state(self.topics.bridge_stats, stats)
 
     async def _watchdog(self, interval: float) -> None:
@@ -275,6 +288,7 @@ class Daemon:
 
     def _info(self) -> dict[str, Any]:
         return {
+            "schema": 1,
             "version": __version__,
             "plugins": self.config.plugin_versions(),
             "providers": [{"name": i.name, "type": i.provider_type} for i in self.config.instances],
@@ -290,8 +304,94 @@ class Daemon:
     def _stats_request(self, _request: JsonValue) -> JsonValue:
         return self.stats()
 
+    def _health_request(self, _request: JsonValue) -> JsonValue:
+        """Healthy: connected to the broker, state writable, every link up or in fallback."""
+        links = {r.provider.name: self._links(r) for r in self.runners}
+        down = sorted(
+            f"{name}/{account}" if account else name
+            for name, states in links.items()
+            for account, state in states.items()
+            if state not in UP
+        )
+        problems: list[JsonValue] = [f"link {where} is not up" for where in down]
+        if not self.publisher.connected.is_set():
+            problems.append("not connected to the MQTT broker")
+        if self.persister.failing:
+            problems.append(f"state cannot be written: {self.persister.failing}")
+        return {
+            "healthy": not problems,
+            "problems": problems,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+            "links": {
+                name: {a or "": s for a, s in states.items()} for name, states in links.items()
+            },
+        }
+
+    def _runner(self, request: JsonValue) -> ProviderRunner:
+        if not isinstance(request, dict):
+            raise ValueError('a resync request is a JSON object: {"instance": "<instance>"}')
+        instance = request.get("instance")
+        if not isinstance(instance, str) or not instance:
+            raise ValueError("'instance' is missing (a string)")
+        for runner in self.runners:
+            if runner.provider.name == instance:
+                return runner
+        known = ", ".join(sorted(r.provider.name for r in self.runners)) or "none"
+        raise ValueError(f"unknown instance '{instance}' (known: {known})")
+
+    def _resync_request(self, request: JsonValue) -> Awaitable[JsonValue]:
+        """Reconnect one instance's links now (each snapshot is taken again)."""
+        runner = self._runner(request)
+
+        async def resync() -> JsonValue:
+            count = await runner.resync()
+            log.info(
+                "resync of %s asked: %d connection(s) reconnecting", runner.provider.name, count
+            )
+            return {"instance": runner.provider.name, "connections": count}
+
+        return resync()
+
+    def _restart_request(self, _request: JsonValue) -> Awaitable[JsonValue]:
+        """The bridge's Restart button: every provider connection reconnects (not the process)."""
+
+        async def restart() -> JsonValue:
+            counts: dict[str, int] = {}
+            for runner in self.runners:
+                counts[runner.provider.name] = await runner.resync()
+            log.info("restart asked: %d connection(s) reconnecting", sum(counts.values()))
+            return {"connections": dict[str, JsonValue](counts)}
+
+        return restart()
+
+    def _discovery_refresh_request(self, _request: JsonValue) -> JsonValue:
+        """Send every discovery config again, and the state after it."""
+        if self.discovery is None:
+            raise ValueError("Home Assistant discovery is off (homeassistant.discovery = false)")
+        self._publish_buttons()
+        self.outbox.republish_state()
+        return {"retained_topics": len(self.outbox.retained)}
+
+    @staticmethod
+    def _links(runner: ProviderRunner) -> dict[str | None, str | None]:
+        """The state of each of an instance's links, by account."""
+        out: dict[str | None, str | None] = {}
+        for connection in runner.connections:
+            state = runner.ctx.link_state(connection.spec.account)
+            out[connection.spec.account] = state.state if state else None
+        return out
+
     def stats(self) -> dict[str, Any]:
         """Counters for monitoring: outbox, drops, duplicates, reconnects, restarts."""
+        providers = {
+            r.provider.name: {
+                "restarts": r.restarts,
+                "parse_errors": r.ctx.parse_errors,
+                "link": _overall(links := self._links(r)),
+                "links": {account or "": state for account, state in links.items()},
+            }
+            for r in self.runners
+        }
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "published": self.outbox.published,
@@ -305,15 +405,20 @@ class Daemon:
             "duplicate_events": self.hub.duplicates,
             "oversized_events": self.hub.oversized,
             "mqtt_connects": self.publisher.connects,
-            "providers": {
-                r.provider.name: {
-                    "restarts": r.restarts,
-                    "parse_errors": r.ctx.parse_errors,
-                    "link": (s.state if (s := r.ctx.link_state()) else None),
-                }
-                for r in self.runners
-            },
+            "restarts": sum(p["restarts"] for p in providers.values()),
+            "parse_errors": sum(p["parse_errors"] for p in providers.values()),
+            "providers": providers,
         }
+
+
+def _overall(links: dict[str | None, str | None]) -> str | None:
+    """One state for an instance: the instance link's, else the worst of its accounts' links."""
+    if None in links:
+        return links[None]
+    for state in ("auth_failed", "disconnected", "connecting", "fallback", "connected"):
+        if state in links.values():
+            return state
+    return None
 
 
 def _raise_file_limit() -> None:

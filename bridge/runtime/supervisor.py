@@ -73,6 +73,10 @@ def _label(spec: ConnectionSpec) -> str:
             return "link"
 
 
+RESYNC_GRACE = 2.0
+"""Seconds a link may take to end after its clean stop on a resync, before it is cancelled."""
+
+
 class ConnectionRunner:
     """Keeps one declared connection running, with its fallback poller beside it."""
 
@@ -96,6 +100,9 @@ class ConnectionRunner:
         self._where = f" ({spec.account})" if spec.account else ""
         self._link: Link | None = None
         self._stopping = asyncio.Event()
+        self._resync = asyncio.Event()
+        self._running: asyncio.Future[None] | None = None
+        """The link's ``run`` (cancelled by a resync when a clean stop does not end it)."""
         self._log = logging.getLogger(f"fin2mqtt.supervisor.{provider.name}")
 
     def _publish(self, state: LinkStateName, error: str | None) -> None:
@@ -126,36 +133,59 @@ class ConnectionRunner:
         except Exception:  # noqa: BLE001 - a failed goodbye must not block the shutdown
             self._log.warning("clean stop%s failed", self._where, exc_info=True)
 
+    async def resync(self) -> None:
+        """Reconnect now: the link is stopped cleanly and opened again at once (its hooks
+        subscribe and ask for a snapshot again); not a restart, no backoff."""
+        self._resync.set()
+        link, running = self._link, self._running
+        if link is None or running is None:
+            return
+        try:
+            await link.close()
+        except Exception:  # noqa: BLE001 - the link is rebuilt anyway
+            self._log.warning("clean stop%s for a resync failed", self._where, exc_info=True)
+        await asyncio.wait({running}, timeout=RESYNC_GRACE)
+        running.cancel()  # a link whose clean stop does not end its run
+
     # --- the link -----------------------------------------------------------------------------
 
     async def _link_forever(self) -> None:
         while not self._stopping.is_set():
+            self._resync.clear()
             started = time.monotonic()
             reason = await self._run_once()
             if self._stopping.is_set():
                 return
+            if self._resync.is_set():
+                self._log.info("resync%s: reconnecting", self._where)
+                self.status.report("connecting")
+                self.backoff.reset()
+                continue
             if time.monotonic() - started >= self.settings.healthy_after:
                 self.backoff.reset()
             delay = self.backoff.next()
             self.restarts += 1
             self.status.report("disconnected", reason)
             self._log.warning("%s%s; restarting in %.1f s", reason, self._where, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+            await _first_of(self._stopping, self._resync, timeout=delay)
 
     async def _run_once(self) -> str:
         """One life of the link; returns why it ended."""
         try:
             self._link = self._build()
-            await self._link.run()
+            self._running = asyncio.ensure_future(self._link.run())
+            await self._running
         except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._resync.is_set() and task is not None and not task.cancelling():
+                return "resync"  # only the link's run was cancelled, by ``resync``
             raise
         except Exception as exc:  # noqa: BLE001 - isolation: no plugin error stops the daemon
             if self.faults.first(exc):  # a bug: show where, once per kind and place
                 self._log.error("provider crashed%s", self._where, exc_info=exc)
             return describe(exc)
         finally:
-            self._link = None
+            self._link = self._running = None
         return "link ended"
 
     def _build(self) -> Link:
@@ -336,9 +366,27 @@ class ProviderRunner:
             raise ValueError(f"two connections of {self.provider.name} share an account")
         return specs
 
+    async def resync(self) -> int:
+        """Reconnect every connection of the instance now; how many there are."""
+        connections = list(self.connections)
+        async with asyncio.TaskGroup() as tg:
+            for runner in connections:
+                tg.create_task(runner.resync())
+        return len(connections)
+
     async def close(self) -> None:
         """Ask every connection for a clean stop at once."""
         self._stopping.set()
         async with asyncio.TaskGroup() as tg:
             for runner in self.connections:
                 tg.create_task(runner.close())
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until one of ``events`` is set, at most ``timeout`` seconds."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

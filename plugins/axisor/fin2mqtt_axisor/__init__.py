@@ -72,6 +72,8 @@ POSITION_DISTANCE = EntitySpec(
     name="{symbol} distance to liquidation",
     value_template="{{ value_json.details.distance_to_liquidation }}",
     state_class="measurement",
+    # the document's examples (0.82 at risk, 0.92 not) read as a percentage of the price
+    unit="%",
     icon="mdi:gauge",
 )
 

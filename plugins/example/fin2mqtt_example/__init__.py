@@ -56,6 +56,7 @@ class ExampleProvider(Provider[ExampleSettings]):
     """A ticker and wallet over one WebSocket."""
 
     settings_model = ExampleSettings
+    display_name: ClassVar[str] = "Example"
     entities: ClassVar[Sequence[EntitySpec]] = (*STANDARD_ENTITIES, MARKET_PRICE)
     keepalive_interval: ClassVar[float | None] = 15.0
 

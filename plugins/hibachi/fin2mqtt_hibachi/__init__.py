@@ -76,6 +76,7 @@ class HibachiProvider(Provider[HibachiSettings]):
 
     settings_model = HibachiSettings
     sensitive_keys: ClassVar[frozenset[str]] = frozenset({"listenKey", "accountId", "account_id"})
+    display_name: ClassVar[str] = "Hibachi"
 
     def __init__(self, name: str, settings: HibachiSettings) -> None:
         super().__init__(name, settings)

@@ -8,14 +8,16 @@ same state is polled over HTTP within the documented rate limits (see ``fallback
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from bridge.api import (
-    ACCOUNT_STATUS,
     BALANCE,
     LINK,
+    NOTIFICATIONS,
     STANDARD_ENTITIES,
+    TRANSACTIONS,
     AnyEvent,
     AuthFailure,
     Connection,
@@ -29,6 +31,7 @@ from bridge.api import (
     ProviderContext,
     RateLimiter,
     WebSocketSpec,
+    enum_sensor,
     renew_when_due,
 )
 from fin2mqtt_ibex.auth import TokenGate
@@ -38,6 +41,56 @@ from fin2mqtt_ibex.settings import IbexSettings
 
 CONNECTED = ("auth_success", "connection_success")
 
+KYC_STATUS = enum_sensor(
+    "account_status",
+    "status",
+    "KYC status",
+    "status",
+    {"not_started": "Not started", "pending": "Pending", "verified": "Verified"},
+    icon="mdi:account-check",
+    attributes=("raw",),
+    match=(("topic", "kyc"),),
+)
+IBAN_STATUS = enum_sensor(
+    "account_status",
+    "status",
+    "IBAN status",
+    "status",
+    {
+        "approved": "Approved",
+        "not_approved": "Not approved",
+        "pending": "Pending",
+        "rejected": "Rejected",
+    },
+    icon="mdi:bank",
+    attributes=("raw",),
+    match=(("topic", "iban"),),
+)
+RECOVERY = enum_sensor(
+    "account_status",
+    "status",
+    "Recovery",
+    "status",
+    {"enabled": "Enabled", "disabled": "Disabled", "pending": "Pending"},
+    icon="mdi:shield-account",
+    entity_category="diagnostic",
+    match=(("topic", "recovery"),),
+)
+CHAINS = {"1": "Ethereum", "10": "Optimism", "100": "Gnosis", "137": "Polygon", "8453": "Base"}
+"""EVM chain ids and their names (the ``chain`` status is the user's default chain id)."""
+_CHAIN_NAMES = json.dumps(CHAINS)
+DEFAULT_CHAIN = EntitySpec(
+    kind="account_status",
+    key="status",
+    name="Default chain",
+    value_template="{{ "
+    + json.dumps(CHAINS)
+    + ".get(value_json.status, 'Chain ' ~ value_json.status) }}",
+    icon="mdi:link-variant",
+    entity_category="diagnostic",
+    attributes=("status",),
+    match=(("topic", "chain"),),
+)
 RECOVERY_PENDING = EntitySpec(
     kind="account_status",
     key="pending",
@@ -56,11 +109,17 @@ class IbexProvider(Provider[IbexSettings]):
     sensitive_keys: ClassVar[frozenset[str]] = frozenset(
         {"safeAddress", "address", "recoveryAddress", "id", "userId", "existingConnectionId"}
     )
+    display_name: ClassVar[str] = "IBEX"
     entities: ClassVar[Sequence[EntitySpec]] = (
         LINK,
         BALANCE,
-        ACCOUNT_STATUS,
+        KYC_STATUS,
+        IBAN_STATUS,
+        RECOVERY,
         RECOVERY_PENDING,
+        DEFAULT_CHAIN,
+        TRANSACTIONS,
+        NOTIFICATIONS,
     )
     close_codes: ClassVar[Mapping[int, type[LinkFailure]]] = {
         1008: AuthFailure,  # invalid JWT: a fresh token, then reconnect

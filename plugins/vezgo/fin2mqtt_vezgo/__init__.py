@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from bridge.api import (
     LINK,
+    NOTIFICATIONS,
     Action,
     AnyEvent,
     ConnectionSpec,
@@ -22,6 +23,8 @@ from bridge.api import (
     ProviderContext,
     WebhookRoute,
     WebhookSpec,
+    enum_sensor,
+    human,
 )
 from fin2mqtt_vezgo.parse import (
     NEW_ACCOUNT_EVENT,
@@ -36,14 +39,14 @@ from fin2mqtt_vezgo.sync import SyncNow
 
 _SYNC = (("topic", "sync"),)
 
-SYNC_STATUS = EntitySpec(
-    kind="account_status",
-    key="sync_status",
-    name="Sync status",
-    value_template="{{ value_json.status }}",
-    device_class="enum",
-    options=SYNC_STATUSES,
+SYNC_STATUS = enum_sensor(
+    "account_status",
+    "sync_status",
+    "Sync status",
+    "status",
+    {status: human(status) for status in SYNC_STATUSES},
     icon="mdi:sync",
+    attributes=("details.last_error",),
     match=_SYNC,
 )
 NEEDS_ATTENTION = EntitySpec(
@@ -69,6 +72,7 @@ CONSECUTIVE_FAILURES = EntitySpec(
     name="Consecutive sync failures",
     value_template="{{ value_json.details.consecutive_failures }}",
     state_class="measurement",
+    unit="failures",
     icon="mdi:sync-alert",
     entity_category="diagnostic",
     match=_SYNC,
@@ -79,12 +83,14 @@ class VezgoProvider(Provider[VezgoSettings]):
     """One Vezgo client app: a webhook route, and "Sync now" per configured account."""
 
     settings_model = VezgoSettings
+    display_name: ClassVar[str] = "Vezgo"
     entities: ClassVar[Sequence[EntitySpec]] = (
         LINK,
         SYNC_STATUS,
         NEEDS_ATTENTION,
         LAST_SUCCESS,
         CONSECUTIVE_FAILURES,
+        NOTIFICATIONS,
     )
     restores_state: ClassVar[bool] = False
     """Vezgo pushes a sync result once: after a restart the last one per account is kept."""

@@ -161,19 +161,19 @@ async def test_hooks_become_statuses_events_and_entities(
         found = await retained(broker.host, broker.port, "homeassistant/+/fin2mqtt_vezgo/+/config")
         prefix = "main_status_sync"
         enum = found[f"homeassistant/sensor/fin2mqtt_vezgo/{prefix}_sync_status/config"].json()
-        assert (enum["name"], enum["device_class"], enum["value_template"]) == (
-            "Sync status",
-            "enum",
-            "{{ value_json.status }}",
-        )
-        assert enum["options"] == [
-            "ok",
-            "retrying",
-            "failing",
-            "reconnect_required",
-            "contact_vendor",
-            "unknown_error",
-        ]
+        assert (enum["name"], enum["device_class"]) == ("Sync status", "enum")
+        labels = {
+            "ok": "OK",
+            "retrying": "Retrying",
+            "failing": "Failing",
+            "reconnect_required": "Reconnect required",
+            "contact_vendor": "Contact vendor",
+            "unknown_error": "Unknown error",
+        }
+        table = json.dumps(labels, separators=(",", ":"))
+        assert enum["value_template"] == f"{{{{ {table}.get(value_json.status, 'Other') }}}}"
+        assert enum["options"] == [*labels.values(), "Other"]
+        assert enum["device"]["name"] == "Vezgo main"
         problem = found[
             f"homeassistant/binary_sensor/fin2mqtt_vezgo/{prefix}_needs_attention/config"
         ].json()
@@ -294,6 +294,7 @@ async def test_sync_now_from_mqtt_and_from_the_button(
             return await answer(recorder, transaction)
 
         assert await ask("t1") == {
+            "schema": 1,
             "status": "ok",
             "data": {
                 "instance": "vezgo",

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from bridge.api import (
     LINK,
     MARKET_PRICE,
+    NOTIFICATIONS,
+    ORDERS,
+    TRADES,
     AnyEvent,
     AuthFailure,
     Connection,
@@ -67,6 +71,7 @@ OPEN_ORDERS = EntitySpec(
     name="Open orders",
     value_template="{{ value_json.details.count }}",
     state_class="measurement",
+    unit="orders",
     icon="mdi:format-list-checks",
     match=(("topic", "open_orders"),),
 )
@@ -128,6 +133,7 @@ class VeztaProvider(Provider[VeztaSettings]):
     """Vezta's Socket.IO channels: public market data and one user's account."""
 
     settings_model = VeztaSettings
+    display_name: ClassVar[str] = "Vezta"
     entities: ClassVar[Sequence[EntitySpec]] = (
         LINK,
         MARKET_PRICE,
@@ -136,10 +142,18 @@ class VeztaProvider(Provider[VeztaSettings]):
         REALIZED_PNL,
         DAY_PNL,
         OPEN_ORDERS,
+        ORDERS,
+        TRADES,
+        NOTIFICATIONS,
     )
 
     def __init__(self, name: str, settings: VeztaSettings) -> None:
         super().__init__(name, settings)
+        # a share's price is in the settlement currency (a market name says no pair)
+        price = replace(MARKET_PRICE, unit=settings.currency)
+        self.entities = tuple(  # type: ignore[misc]
+            price if s is MARKET_PRICE else s for s in self.entities
+        )
         markets = Markets(frozenset(settings.markets), dict(settings.aliases))
         self.parser = Parser(markets, settings.currency, settings.orderbook_depth)
         subscribed = settings.subscribed
