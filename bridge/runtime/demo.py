@@ -141,6 +141,14 @@ async def _run(
             code = await daemon.run()
             for task in drivers:
                 task.cancel()
+        # the broker may pass the last messages on a moment after the daemon is gone (amqtt
+        # is slow): show them before closing the view
+        offline = f"{base}/bridge/state"
+        with contextlib.suppress(AssertionError):
+            await recorder.wait_for(
+                lambda ms: any(m.topic == offline and b"offline" in m.payload for m in ms),
+                timeout=3,
+            )
         print(f"\nstopped ({len(recorder.messages)} messages published)", file=out, flush=True)
         return code
 
