@@ -24,6 +24,10 @@ class TcpProxy:
         self.host = "127.0.0.1"
         self.port = 0
         self.connections = 0
+        self.delay = 0.0
+        """Seconds each chunk waits before it is forwarded (latency)."""
+        self.rate: float | None = None
+        """Bytes per second forwarded in each direction of each connection (None: unlimited)."""
         self._open = asyncio.Event()
         self._open.set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -89,10 +93,14 @@ class TcpProxy:
                     held.append(data)  # keep reading: a close must still be noticed
                     continue
                 if held:
-                    dst.write(b"".join(held))
+                    data = b"".join((*held, data))
                     held.clear()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 dst.write(data)
                 await dst.drain()
+                if self.rate:
+                    await asyncio.sleep(len(data) / self.rate)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
