@@ -49,3 +49,6 @@ def setup_logging(level: str) -> None:
     root.setLevel(level.upper())
     # paho logs every packet at debug level; keep it quiet unless asked for.
     logging.getLogger("fin2mqtt.mqtt").setLevel(max(root.level, logging.INFO))
+    # websockets writes every handshake header (Authorization: the API key) and every frame at
+    # debug level: secrets are never logged, so it stays at INFO whatever the daemon's level.
+    logging.getLogger("websockets").setLevel(max(root.level, logging.INFO))
