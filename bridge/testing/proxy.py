@@ -1,7 +1,7 @@
 """A TCP proxy for fault injection between the daemon and a broker (or an upstream).
 
 ``stall()`` stops forwarding in both directions (a broker that accepts but never answers),
-``resume()`` forwards again (held bytes go through with the next ones), ``drop_all()`` cuts every
+``resume()`` forwards again (held bytes first, at once), ``drop_all()`` cuts every
 connection (both sides see it closed), and a close on one side is passed on to the other even
 while stalled, so a peer that aborts its socket is seen as gone by the far end.
 """
@@ -31,6 +31,7 @@ class TcpProxy:
         self._open = asyncio.Event()
         self._open.set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._held: dict[asyncio.StreamWriter, list[bytes]] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -60,6 +61,10 @@ class TcpProxy:
     def resume(self) -> None:
         """Forward again, held bytes first."""
         self._open.set()
+        for dst, held in self._held.items():
+            if held and not dst.is_closing():
+                dst.write(b"".join(held))
+            held.clear()
 
     def drop_all(self) -> None:
         """Close every proxied connection, both sides."""
@@ -86,7 +91,7 @@ class TcpProxy:
         dst: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
     ) -> None:
-        held: list[bytes] = []
+        held = self._held.setdefault(dst, [])
         try:
             while data := await src.read(CHUNK):
                 if not self._open.is_set():
@@ -104,6 +109,7 @@ class TcpProxy:
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._held.pop(dst, None)
             for w in pair:  # one side gone: the other sees it too
                 self._writers.discard(w)
                 with contextlib.suppress(Exception):

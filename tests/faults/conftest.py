@@ -111,6 +111,19 @@ class Subscriber(MqttRecorder):
             -1
         ]
 
+    async def wait_down_up(self, topic: str, since: int, timeout: float = 10) -> float:
+        """Until the link topic, after its first ``since`` messages, left ``connected`` and came
+        back; returns when it came back."""
+
+        def back() -> bool:
+            states = [s for s, _e in self.links(topic)[since:]]
+            return any(s != "connected" for s in states) and states[-1] == "connected"
+
+        await self.wait_for(lambda _ms: back(), timeout, f"{topic} down then up")
+        return [at for m, at in zip(self.messages, self.arrived, strict=False) if m.topic == topic][
+            -1
+        ]
+
 
 def tally(
     received: list[str], expected: Iterable[str], may_repeat: Iterable[str] = ()
