@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from fin2mqtt_hibachi.simulator import API_KEY, HibachiSimulator
+from websockets.exceptions import ConnectionClosed
 
 from bridge.testing.broker import Broker
 from bridge.testing.daemon import DaemonProcess
@@ -63,6 +64,25 @@ def orders(n: int) -> list[str]:
     return [str(ORDER_BASE + i) for i in range(n)]
 
 
+async def push(sim: HibachiSimulator, account: int, frame: dict[str, object]) -> bool:
+    """Send ``frame`` to the account's live streams; True if one took it. Unlike the
+    simulator's ``push``, a send that fails, or a connection already being closed, is not
+    counted: an upstream does not deliver to a client that is gone."""
+    sent = False
+    for stream in list(sim.streams):
+        ws = stream.ws
+        if stream.account != account or stream.key is None or stream.expired:
+            continue
+        if ws.transport.is_closing():
+            continue
+        try:
+            await ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            continue
+        sent = True
+    return sent
+
+
 class Driver:
     """Sends ``n`` trades to an account's live streams at ``rate``/s; pausable."""
 
@@ -76,7 +96,7 @@ class Driver:
         for i in range(self.n):
             while True:
                 await self.running.wait()
-                if await self.sim.push(self.account, [trade(self.account, i)]):
+                if await push(self.sim, self.account, trade(self.account, i)):
                     break
                 await asyncio.sleep(0.005)  # no live stream: the upstream waits for one
             self.sent = i + 1
