@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import publisher, ready
 
 
@@ -52,3 +54,19 @@ async def test_end_to_end_and_recovery_benchmarks_run(tmp_path):
         assert rec["upstream_recovery_s"] > 0
     finally:
         broker.stop()
+
+
+async def test_soak_runs_with_faults_and_loses_nothing(tmp_path):
+    from bench import soak
+    from bridge.testing.broker import make_broker
+
+    if not make_broker(tmp_path / "probe").supports_persistence:
+        pytest.skip("the soak restarts the broker: needs one that keeps sessions (mosquitto)")
+
+    result = await soak.soak(
+        minutes=0.05, rate=40, fault_every=1.0, workdir=tmp_path, sample_every=1.0
+    )
+    assert result["lost"] == 0
+    assert result["faults"]  # at least one fault was injected
+    assert result["exit_code"] == 0
+    assert result["fds_end"] is not None

@@ -67,6 +67,10 @@ def test_unit_file_has_what_the_daemon_relies_on():
         "PrivateTmp=yes",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
         "RestartPreventExitStatus=2",
+        "PrivateUsers=yes",
+        "PrivateMounts=yes",
+        "SystemCallFilter=~@resources",
+        "SystemCallErrorNumber=EPERM",
     ):
         assert f"\n{line}\n" in unit, line
 
@@ -86,3 +90,17 @@ def test_unit_file_verifies(tmp_path: Path):
     )
     problems = [l for l in result.stderr.splitlines() if "fin2mqtt.service" in l]
     assert problems == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_file_exposure_is_at_most_1_1():
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Overall exposure level for fin2mqtt.service: ([0-9.]+)", result.stdout)
+    if found is None:
+        pytest.skip(f"this systemd-analyze cannot rate a unit file offline: {result.stderr[:200]}")
+    assert float(found.group(1)) <= 1.1, result.stdout

@@ -101,6 +101,12 @@ def failure_from_status(exc: InvalidStatus) -> LinkFailure:
     return TransportFailure(text)
 
 
+FAILED_CLOSE_TIMEOUT = 0.5
+"""Seconds a failed connection (no reply to a ping, an expired key, …) has to answer our close.
+A silent upstream (a zombie socket) would otherwise hold the session, and the link topic at
+``connected``, for websockets' default 10 s after the failure was noticed."""
+
+
 class WebSocketConnection:
     """One open socket as the provider's hooks see it (``bridge.api.Connection``)."""
 
@@ -264,12 +270,19 @@ class WebSocketLink(SessionLink):
         conn.close_codes = getattr(self.provider, "close_codes", {})
         self._conn = conn
         try:
-            async with ws, asyncio.TaskGroup() as tg:
-                tg.create_task(self._receive(conn, queue), name="ws-receive")
-                tg.create_task(process_forever(queue, self._deliver_item), name="ws-process")
-                tg.create_task(self._hooks(conn), name="ws-hooks")
-                if self.renew is not None:
-                    tg.create_task(self._renew(self.renew), name="ws-renew")
+            async with ws:
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(self._receive(conn, queue), name="ws-receive")
+                        tg.create_task(
+                            process_forever(queue, self._deliver_item), name="ws-process"
+                        )
+                        tg.create_task(self._hooks(conn), name="ws-hooks")
+                        if self.renew is not None:
+                            tg.create_task(self._renew(self.renew), name="ws-renew")
+                except BaseExceptionGroup:
+                    ws.close_timeout = FAILED_CLOSE_TIMEOUT
+                    raise
         except BaseExceptionGroup as group:
             raise session_failure(group) from None
         finally:

@@ -1,7 +1,7 @@
 """A TCP proxy for fault injection between the daemon and a broker (or an upstream).
 
 ``stall()`` stops forwarding in both directions (a broker that accepts but never answers),
-``resume()`` forwards again (held bytes go through with the next ones), ``drop_all()`` cuts every
+``resume()`` forwards again (held bytes first, at once), ``drop_all()`` cuts every
 connection (both sides see it closed), and a close on one side is passed on to the other even
 while stalled, so a peer that aborts its socket is seen as gone by the far end.
 """
@@ -24,9 +24,14 @@ class TcpProxy:
         self.host = "127.0.0.1"
         self.port = 0
         self.connections = 0
+        self.delay = 0.0
+        """Seconds each chunk waits before it is forwarded (latency)."""
+        self.rate: float | None = None
+        """Bytes per second forwarded in each direction of each connection (None: unlimited)."""
         self._open = asyncio.Event()
         self._open.set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._held: dict[asyncio.StreamWriter, list[bytes]] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -56,6 +61,10 @@ class TcpProxy:
     def resume(self) -> None:
         """Forward again, held bytes first."""
         self._open.set()
+        for dst, held in self._held.items():
+            if held and not dst.is_closing():
+                dst.write(b"".join(held))
+            held.clear()
 
     def drop_all(self) -> None:
         """Close every proxied connection, both sides."""
@@ -82,20 +91,25 @@ class TcpProxy:
         dst: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
     ) -> None:
-        held: list[bytes] = []
+        held = self._held.setdefault(dst, [])
         try:
             while data := await src.read(CHUNK):
                 if not self._open.is_set():
                     held.append(data)  # keep reading: a close must still be noticed
                     continue
                 if held:
-                    dst.write(b"".join(held))
+                    data = b"".join((*held, data))
                     held.clear()
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 dst.write(data)
                 await dst.drain()
+                if self.rate:
+                    await asyncio.sleep(len(data) / self.rate)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._held.pop(dst, None)
             for w in pair:  # one side gone: the other sees it too
                 self._writers.discard(w)
                 with contextlib.suppress(Exception):

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,7 +39,8 @@ class MqttRecorder:
     """Subscribes (QoS 1) and records every message; reconnects if the broker restarts.
 
     With ``client_id`` and ``clean_session=False`` the broker queues QoS 1 messages for it
-    while it is away (a persistent session).
+    while it is away (a persistent session). ``username``/``password`` and ``ca_file`` (TLS,
+    trusting that CA) reach a broker that requires them.
     """
 
     def __init__(
@@ -50,8 +52,14 @@ class MqttRecorder:
         client_id: str | None = None,
         clean_session: bool = True,
         on_message: Callable[[Received], None] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self.on_message = on_message
+        self.username = username
+        self.password = password
+        self.ca_file = ca_file
         self.host = host
         self.port = port
         self.topics = topics
@@ -90,6 +98,9 @@ class MqttRecorder:
                     self.port,
                     identifier=self.client_id,
                     clean_session=self.clean_session if self.client_id else None,
+                    username=self.username,
+                    password=self.password,
+                    tls_params=_tls(self.ca_file),
                 ) as client:
                     for topic in self.topics:
                         await client.subscribe(topic, qos=1)
@@ -133,12 +144,26 @@ class MqttRecorder:
         return self.on(topic)
 
 
+def _tls(ca_file: Path | None) -> aiomqtt.TLSParameters | None:
+    return aiomqtt.TLSParameters(ca_certs=str(ca_file)) if ca_file is not None else None
+
+
 async def retained(
-    host: str, port: int, topic_filter: str = "#", quiet: float = 0.3, timeout: float = 10
+    host: str,
+    port: int,
+    topic_filter: str = "#",
+    quiet: float = 0.3,
+    timeout: float = 10,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
 ) -> dict[str, Received]:
     """What a new subscriber gets as retained state right now: topic → message."""
     found: dict[str, Received] = {}
-    async with aiomqtt.Client(host, port) as client:
+    async with aiomqtt.Client(
+        host, port, username=username, password=password, tls_params=_tls(ca_file)
+    ) as client:
         await client.subscribe(topic_filter, qos=1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
