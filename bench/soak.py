@@ -130,6 +130,7 @@ async def _faults(
 ) -> None:
     kinds = ["upstream drop", "broker restart", "slow broker"]
     n = 0
+    restart: asyncio.Future[None] | None = None
     try:
         while True:
             await asyncio.sleep(every)
@@ -141,17 +142,25 @@ async def _faults(
                 for ws in list(sim.connections):
                     ws.transport.close()
             elif kind == "broker restart":
-                await asyncio.to_thread(broker.stop)
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(broker.start)
+                # shielded: a cancel mid-restart must not leave a half-started broker behind
+                restart = asyncio.ensure_future(asyncio.to_thread(_restart, broker))
+                await asyncio.shield(restart)
             else:
                 proxy.delay, proxy.rate = 0.05, 20_000
                 await asyncio.sleep(5.0)
                 proxy.delay, proxy.rate = 0.0, None
     finally:  # the run ended during a fault: end it
         proxy.delay, proxy.rate = 0.0, None
+        if restart is not None and not restart.done():
+            await restart
         if not broker.running:
             broker.start()
+
+
+def _restart(broker: Broker) -> None:
+    broker.stop()
+    time.sleep(1.0)
+    broker.start()
 
 
 def _event_id(m: Received) -> str | None:
