@@ -115,7 +115,9 @@ class Hub:
         if len(payload) > self.max_payload:
             self._oversized(event, len(payload))
             return
-        self.outbox.put_event(self.topics.for_event(event), payload, self.event_qos, key)
+        topic = self.topics.for_event(event)
+        received = event.received_at.timestamp()
+        self.outbox.put_event(topic, payload, self.event_qos, key, received)
 
     def _oversized(self, event: AnyEvent, size: int) -> None:
         """A summary (kind, name, size) on the raw topic instead of an over-large event."""
