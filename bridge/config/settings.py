@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,7 +37,7 @@ from pydantic_settings import (
 
 from bridge.config.credentials import CredentialFiles, credentials_dir, resolve_secret_files
 from bridge.model.errors import ConfigError
-from bridge.mqtt.topics import RESERVED_INSTANCES
+from bridge.mqtt.topics import RESERVED_INSTANCES, RESERVED_NODES
 
 ENV_PREFIX = "FIN2MQTT_"
 
@@ -45,6 +46,16 @@ Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_le
 
 TopicPrefix = Annotated[str, StringConstraints(pattern=r"^[^#+/\s]+(/[^#+/\s]+)*$", max_length=128)]
 """One or more topic levels without wildcards or empty levels."""
+
+
+def _not_reserved_node(node: str) -> str:
+    if node in RESERVED_NODES:
+        raise ValueError(f"'{node}' is reserved (<base>/bridge/{node} is a bridge topic)")
+    return node
+
+
+NodeId = Annotated[Slug, AfterValidator(_not_reserved_node)]
+"""A topic level naming one daemon (not one of the bridge's own topic names)."""
 
 
 class SecretFileModel(BaseModel):
@@ -127,6 +138,42 @@ class SupervisorSettings(SecretFileModel):
     """Seconds from SIGTERM to exit: links get a clean stop, the outbox is flushed."""
 
 
+class HealthSettings(SecretFileModel):
+    """``<base>/bridge/health``: how often it is published."""
+
+    interval: float = Field(default=30.0, gt=0)
+    """Seconds between health publishes (also published within a second of a link change)."""
+
+
+class MetricsSettings(SecretFileModel):
+    """The Prometheus ``/metrics`` endpoint on the daemon's HTTP server (``[webhooks]``)."""
+
+    enabled: bool = False
+    account_labels: bool = False
+    """Label per-connection metrics with the account (off: accounts are aggregated)."""
+
+
+LogLevel = Literal["trace", "debug", "info", "warning", "error"]
+
+
+class LoggingSettings(SecretFileModel):
+    """Log format and per-component levels (the overall level is ``log_level``)."""
+
+    format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (time, level, logger, message and fields)."""
+    levels: dict[str, Literal["debug", "info", "warning", "error"]] = Field(default_factory=dict)
+    """Logger name → level, e.g. ``{"fin2mqtt.provider.hib" = "debug"}``."""
+
+
+Shard = Annotated[str, StringConstraints(pattern=r"^[0-9]+/[1-9][0-9]*$")]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"1/3"`` → ``(1, 3)``."""
+    index, count = shard.split("/")
+    return int(index), int(count)
+
+
 class ProviderEntry(BaseModel):
     """One ``[[providers]]`` table; keys other than type and name belong to the plugin."""
 
@@ -165,8 +212,25 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     providers: list[ProviderEntry] = Field(default_factory=list)
     state_dir: Path = Field(default_factory=default_state_dir)
-    log_level: Literal["trace", "debug", "info", "warning", "error"] = "info"
+    health: HealthSettings = HealthSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+    log_level: LogLevel = "info"
     """``trace`` adds the protocol libraries' debug output (still without secrets)."""
+    node_id: NodeId | None = None
+    """This daemon's name among several against one broker: its bridge topics become
+    ``<base>/bridge/<node_id>/…`` and its default MQTT client id ``fin2mqtt-<node_id>``."""
+    shard: Shard | None = None
+    """``"i/n"``: run only the connections whose (instance, account) hash to slice ``i`` of
+    ``n`` (see ``bridge.runtime.shard``)."""
+
+    @model_validator(mode="after")
+    def _valid_shard(self) -> Self:
+        if self.shard is not None:
+            index, count = parse_shard(self.shard)
+            if index >= count:
+                raise ValueError(f"shard: '{self.shard}': the index must be below the count")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

@@ -37,6 +37,8 @@ class LinkStatus:
         self.down_since = time.monotonic()
         self.connections = 0
         """Times the transport reached ``connected``."""
+        self.auth_failures = 0
+        """Times the upstream refused the credentials (each attempt counts)."""
         self.polling = False
         self.poll_ok = False
         self.poll_error: str | None = None
@@ -53,6 +55,8 @@ class LinkStatus:
             self.refused = False
         elif state != "connected" and self.state == "connected":
             self.down_since = time.monotonic()
+        if state == "auth_failed":
+            self.auth_failures += 1
         self.state, self.error = state, error
         if error is not None:
             self.trouble = error
@@ -62,6 +66,11 @@ class LinkStatus:
         """What ended the last attempt (decides whether a fallback starts at once)."""
         self.refused = isinstance(failure, DoNotReconnect | UpstreamConfigFailure)
         self._changed.set()
+
+    @property
+    def reconnects(self) -> int:
+        """Times the transport came back after having been connected."""
+        return max(0, self.connections - 1)
 
     @property
     def connected(self) -> bool:

@@ -1,6 +1,7 @@
-"""One aiohttp server for every provider's webhooks, plus ``/healthz``.
+"""One aiohttp server for every provider's webhooks, plus ``/healthz`` (and ``/metrics``).
 
-Routes are added by webhook links at run time; nothing listens until the first is added. Every
+Routes are added by webhook links at run time; nothing listens until the first route or page
+(``/metrics``) is added. Every
 rejection is a 4xx with ``{"error": "…"}`` (404 no such route, 405 not POST, 403 source address
 or header value refused, 401 header missing, 415 not JSON, 413 too large, 400 invalid JSON, 422
 refused by the route's ``check``); 2xx only once the events a payload became are
@@ -102,6 +103,7 @@ class WebhookServer:
         self.accepted = 0
         self.rejected = 0
         self._routes: dict[str, tuple[WebhookRoute, Callable[[Any], None]]] = {}
+        self._pages: dict[str, tuple[Callable[[], bytes], str]] = {}
         self._wanted = asyncio.Event()
         self.listening = asyncio.Event()
 
@@ -110,6 +112,11 @@ class WebhookServer:
         if route.path in self._routes:
             raise ValueError(f"webhook path {route.path} is already used")
         self._routes[route.path] = (route, handler)
+        self._wanted.set()
+
+    def add_page(self, path: str, render: Callable[[], bytes], content_type: str) -> None:
+        """Serve ``GET path`` with ``render()`` (e.g. ``/metrics``); the server listens for it."""
+        self._pages[path] = (render, content_type)
         self._wanted.set()
 
     def remove(self, path: str) -> None:
@@ -131,7 +138,7 @@ class WebhookServer:
             await site.start()
             sockets = [s for s in (runner.addresses or [])]
             self.port = sockets[0][1] if sockets else self.settings.port
-            log.info("webhooks listening on %s:%s", self.settings.host, self.port)
+            log.info("HTTP server listening on %s:%s", self.settings.host, self.port)
             self.listening.set()
             await asyncio.Event().wait()
         finally:
@@ -145,6 +152,12 @@ class WebhookServer:
         )
 
     async def _dispatch(self, request: web.Request) -> web.Response:
+        page = self._pages.get(request.path)
+        if page is not None and request.method in ("GET", "HEAD"):
+            from aiohttp import web
+
+            render, content_type = page
+            return web.Response(body=render(), headers={"Content-Type": content_type})
         response = await self._handle(request)
         if response.status >= 400:
             self.rejected += 1

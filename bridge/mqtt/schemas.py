@@ -98,6 +98,9 @@ def payload_schemas() -> dict[str, dict[str, Any]]:
         out[kind] = model.model_json_schema(by_alias=True, mode="serialization")
     for name, bridge_model in BRIDGE_PAYLOADS.items():
         out[name] = bridge_model.model_json_schema(by_alias=True, mode="serialization")
+    from bridge.runtime.health import health_schema  # the daemon's own report
+
+    out["bridge_health"] = health_schema()
     return out
 
 
@@ -130,6 +133,13 @@ TOPICS: tuple[TopicDoc, ...] = (
              "cannot be written, or null), `mqtt_connects`, `restarts`, `parse_errors`, "
              "per provider `restarts`, `parse_errors`, `link` (the instance's link, else the worst "
              "of its accounts'), `links` (by account)"),
+    TopicDoc("`<base>/bridge/health`", "yes", "1", ("bridge_health",),
+             "the daemon's health (see [Is it working?](#is-it-working-health-metrics-status-logs)"
+             "), every `health.interval` s and after link changes"),
+    TopicDoc("`<base>/bridge/<node_id>/…`", "yes", "1",
+             ("bridge_state", "bridge_info", "bridge_stats", "bridge_health", "response"),
+             "with `node_id` set (several daemons): `state`, `info`, `stats`, `health`, "
+             "`request/<op>`, `response/<op>` of that daemon, instead of `<base>/bridge/…`"),
     TopicDoc("`<base>/bridge/request/<op>`", "—", "—", (),
              'you publish a JSON object (`{}` or empty will do), optionally with `"transaction"`; '
              "ops: `health`, `info`, `stats`, `resync`, `restart`, `discovery/refresh`, `action`"),
@@ -143,7 +153,8 @@ TOPICS: tuple[TopicDoc, ...] = (
              "buttons publish exactly this"),
     TopicDoc("`<base>/bridge/response/<op>`", "no", "1", ("response",),
              '`{"schema":1,"status":"ok"\\|"error","data":…,"error":…,"transaction":…}`; '
-             "`health` data: `healthy`, `problems`, `links`; `resync`: `instance`, "
+             "`health` data: `healthy`, `problems`, `links`, `report` (the `bridge/health` "
+             "payload); `resync`: `instance`, "
              "`connections`; an unknown op, a payload that is not JSON or an unknown instance is "
              "an `error` answer"),
     TopicDoc("`<base>/bridge/response/action`", "no", "1", ("response",),

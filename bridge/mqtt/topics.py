@@ -25,6 +25,9 @@ def slug(text: str) -> str:
 RESERVED_INSTANCES = frozenset({"bridge", "homeassistant"})
 """Instance names that would collide with the bridge's own topics (``<base>/bridge/…``)."""
 
+RESERVED_NODES = frozenset({"state", "info", "stats", "health", "request", "response", "logging"})
+"""Node ids that would collide with the single-node bridge topics (``<base>/bridge/state``, …)."""
+
 RESERVED_ACCOUNTS = frozenset({
     "bridge", "market", "link", "raw", "trade", "order", "transaction", "notification",
     "balance", "position", "status",
@@ -59,24 +62,31 @@ def account_alias_problems(aliases: list[str]) -> list[str]:
 
 
 class TopicMap:
-    """Maps events and bridge messages to topics under one base topic."""
+    """Maps events and bridge messages to topics under one base topic.
 
-    def __init__(self, base: str) -> None:
+    The bridge's own topics are ``<base>/bridge/…``, or ``<base>/bridge/<node_id>/…`` for one
+    of several daemons sharing a broker.
+    """
+
+    def __init__(self, base: str, node_id: str | None = None) -> None:
         self.base = base
-        self.bridge_state = f"{base}/bridge/state"
-        self.bridge_info = f"{base}/bridge/info"
-        self.bridge_stats = f"{base}/bridge/stats"
-        self.bridge_requests = f"{base}/bridge/request/#"
+        self.node_id = node_id
+        self.bridge = f"{base}/bridge/{node_id}" if node_id else f"{base}/bridge"
+        self.bridge_state = f"{self.bridge}/state"
+        self.bridge_info = f"{self.bridge}/info"
+        self.bridge_stats = f"{self.bridge}/stats"
+        self.bridge_health = f"{self.bridge}/health"
+        self.bridge_requests = f"{self.bridge}/request/#"
         """Every request topic (ops may have more than one level: ``discovery/refresh``)."""
-        self._request_prefix = f"{base}/bridge/request/"
+        self._request_prefix = f"{self.bridge}/request/"
 
     def request(self, op: str) -> str:
         """Where a client publishes the request ``<op>``."""
-        return f"{self.base}/bridge/request/{op}"
+        return f"{self.bridge}/request/{op}"
 
     def response(self, op: str) -> str:
         """Where the answer to ``bridge/request/<op>`` goes."""
-        return f"{self.base}/bridge/response/{op}"
+        return f"{self.bridge}/response/{op}"
 
     def request_op(self, topic: str) -> str | None:
         """The ``<op>`` of a request topic, or None when it is not one."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,6 +53,14 @@ def remember_statuses(
             remember_statuses(statuses, event.items)
 
 
+@dataclass(slots=True)
+class Traffic:
+    """What one connection (or ``emit``) delivered: events in, and when the last came."""
+
+    events: int = 0
+    last: datetime | None = None
+
+
 class InstanceContext:
     """``bridge.api.ProviderContext`` for one provider instance."""
 
@@ -68,6 +77,8 @@ class InstanceContext:
         self._clock = clock
         self.logger = logging.getLogger(f"fin2mqtt.provider.{provider.name}")
         self.parse_errors = 0
+        self.traffic: dict[str | None, Traffic] = {}
+        """Events received per account (None: the instance's own connection or ``emit``)."""
         self._links: dict[str | None, LinkStateEvent] = {}
         self.statuses: dict[tuple[str | None, str], AccountStatusEvent] = {}
         """The last account status per (account, topic), what ``ParseContext.status`` reads."""
@@ -100,11 +111,16 @@ class InstanceContext:
             events = frame_events(self.provider, frame, ctx)
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
             events = [self._unparsed(frame, ctx, exc)]
-        self.emit(events)
+        self.emit(events, account)
 
-    def emit(self, events: Iterable[AnyEvent]) -> None:
-        """Publish events built outside ``parse``."""
+    def emit(self, events: Iterable[AnyEvent], account: str | None = None) -> None:
+        """Publish events built outside ``parse`` (counted as received by ``account``'s link)."""
         events = list(events)
+        traffic = self.traffic.get(account)
+        if traffic is None:
+            traffic = self.traffic[account] = Traffic()
+        traffic.events += len(events)
+        traffic.last = self._clock()
         remember_statuses(self.statuses, events)
         self.hub.submit(events)
 

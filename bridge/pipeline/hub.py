@@ -143,7 +143,9 @@ class Hub:
             self._oversized(event, len(payload))
             return
         self._event_entities_of(event.provider, event.account, event.kind)
-        self.outbox.put_event(self.topics.for_event(event), payload, self.event_qos, key)
+        topic = self.topics.for_event(event)
+        received = event.received_at.timestamp()
+        self.outbox.put_event(topic, payload, self.event_qos, key, received)
 
     def _oversized(self, event: AnyEvent, size: int) -> None:
         """A summary (kind, name, size) on the raw topic instead of an over-large event."""

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bridge.pipeline.journal import EventRow
@@ -44,6 +45,8 @@ class Message:
     key: str | None = None
     notice: bool = False
     """A removal notice: published just before the retained clear of its topic."""
+    received: float = 0.0
+    """When the event reached the bridge (Unix time; 0 when unknown, e.g. read from disk)."""
 
 
 class Outbox:
@@ -84,6 +87,8 @@ class Outbox:
         """Set when someone waits for durability (``sync``): the journal writes at once."""
         self.dropped = 0
         self.published = 0
+        self.on_delivered: Callable[[Message], None] | None = None
+        """Hears every acknowledged event (metrics: who delivered, how long it took)."""
         self._dropped_since_log = 0
         self._last_drop_log = 0.0
 
@@ -127,7 +132,14 @@ class Outbox:
         """True when an event with ``key`` waits or is in flight."""
         return key in self._waiting_keys
 
-    def put_event(self, topic: str, payload: bytes, qos: int, key: str | None = None) -> None:
+    def put_event(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        key: str | None = None,
+        received: float = 0.0,
+    ) -> None:
         """Queue a non-retained event; drops the oldest ones when the queue is full."""
         self._merge_retried()
         while self._events and (
@@ -135,7 +147,7 @@ class Outbox:
         ):
             self._drop_oldest()
         self._seq += 1
-        msg = Message(topic, payload, qos, retain=False, seq=self._seq, key=key)
+        msg = Message(topic, payload, qos, False, self._seq, key, received=received)
         self._append(msg)
         if self.persistent:
             self._unsaved[msg.seq] = msg
@@ -194,6 +206,8 @@ class Outbox:
                 del self._waiting_keys[msg.key]
                 self.seen.commit(msg.key)
             self._forget(msg.seq)
+            if self.on_delivered is not None:
+                self.on_delivered(msg)
         self._release()
 
     def retry(self, msg: Message) -> None:

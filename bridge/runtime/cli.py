@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fin2mqtt",
         description=DESCRIPTION,
-        epilog="Exit codes: 0 ok, 1 runtime failure, 2 configuration error.",
+        epilog="Exit codes: 0 ok, 1 runtime failure (status: unhealthy), 2 configuration error, "
+        "3 (status) broker unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"fin2mqtt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -53,6 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, help=_config_help())
 
     sub.add_parser("plugins", help="list the installed provider plugins and their versions")
+
+    status = sub.add_parser(
+        "status",
+        help="show every daemon's health (<base>/bridge/health on the configured broker); "
+        "exit 1 when one is unhealthy, 3 when the broker is unreachable",
+    )
+    status.add_argument("-c", "--config", type=Path, help=_config_help())
+    status.add_argument(
+        "--grace",
+        type=float,
+        default=60.0,
+        help="seconds a link may be down or on its fallback before it counts as unhealthy "
+        "(default 60; refused credentials count at once)",
+    )
+    status.add_argument(
+        "--wait",
+        type=float,
+        default=0.5,
+        help="seconds to wait for further retained messages (default 0.5)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -87,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
-    setup_logging(args.log_level or config.settings.log_level)
+    logs = config.settings.logging
+    setup_logging(args.log_level or config.settings.log_level, logs.format, logs.levels)
     if config.path is None:
         print("note: no configuration file found; using defaults", file=sys.stderr)
     from bridge.runtime.daemon import run_daemon
@@ -155,6 +177,22 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Summarise every daemon's health from the broker."""
+    from bridge.config.settings import find_config, load_settings
+    from bridge.runtime.status import status
+
+    try:
+        mqtt = load_settings(find_config(args.config)).mqtt
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {SECRETS.scrub(problem)}", file=sys.stderr)
+        return EXIT_CONFIG
+    code, summary = asyncio.run(status(mqtt, args.grace, args.wait))
+    print(summary, file=sys.stdout if code != 3 else sys.stderr)
+    return code
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo."""
     from bridge.config.settings import find_config, load_settings
@@ -186,5 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "topics": cmd_topics,
         "schemas": cmd_schemas,
+        "status": cmd_status,
     }
     return commands[args.command](args)

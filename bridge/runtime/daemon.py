@@ -16,6 +16,7 @@ from pydantic import JsonValue
 
 from bridge import __version__
 from bridge.config.loader import LoadedConfig
+from bridge.config.settings import parse_shard
 from bridge.links.webhook_server import WebhookServer
 from bridge.mqtt.bridge_requests import RequestHandler
 from bridge.mqtt.discovery import Discovery, ProviderInfo
@@ -29,7 +30,9 @@ from bridge.pipeline.persister import Persister
 from bridge.pipeline.retained_state import RetainedState
 from bridge.pipeline.seen_ids import SeenIds
 from bridge.runtime.actions import ActionRegistry
+from bridge.runtime.health import Health
 from bridge.runtime.sdnotify import Notifier, watchdog_interval
+from bridge.runtime.shard import ShardFilter
 from bridge.runtime.supervisor import ProviderRunner
 
 log = logging.getLogger("fin2mqtt")
@@ -48,7 +51,7 @@ class Daemon:
         self.config = config
         self.notifier = notifier
         settings = config.settings
-        self.topics = TopicMap(settings.mqtt.base_topic)
+        self.topics = TopicMap(settings.mqtt.base_topic, settings.node_id)
         self.seen = SeenIds(DEDUP_CAPACITY)
         self.outbox = Outbox(
             settings.mqtt.outbox_size,
@@ -76,6 +79,7 @@ class Daemon:
             overloaded=lambda: self.outbox.above(WEBHOOK_HIGH_WATER),
         )
         self.runners: list[ProviderRunner] = []
+        owns = ShardFilter(*parse_shard(settings.shard)).owns if settings.shard else None
         self.actions = ActionRegistry()
         for instance in config.instances:
             provider = instance.build()
@@ -94,7 +98,7 @@ class Daemon:
                     )
                 )
             ctx = InstanceContext(provider, self.hub, self.webhooks)
-            self.runners.append(ProviderRunner(provider, ctx, settings.supervisor))
+            self.runners.append(ProviderRunner(provider, ctx, settings.supervisor, owns))
         self.requests = RequestHandler(
             self.topics,
             self.outbox,
@@ -108,9 +112,19 @@ class Daemon:
                 "discovery/refresh": self._discovery_refresh_request,
             },
         )
+        self.health = Health(self, settings.health.interval)
+        self.outbox.on_delivered = self.health.delivered
+        if settings.metrics.enabled:
+            from bridge.runtime.metrics import CONTENT_TYPE, Metrics
+
+            metrics = Metrics(self.health, account_labels=settings.metrics.account_labels)
+            self.webhooks.add_page("/metrics", metrics.render, CONTENT_TYPE)
         self.ha_status_topic = f"{ha.discovery_prefix}/status"
+        mqtt = settings.mqtt
+        if settings.node_id and mqtt.client_id is None:
+            mqtt = mqtt.model_copy(update={"client_id": f"fin2mqtt-{settings.node_id}"})
         self.publisher = Publisher(
-            settings.mqtt,
+            mqtt,
             self.topics,
             self.outbox,
             info=self._info_payload,
@@ -144,6 +158,7 @@ class Daemon:
                 chores = [
                     tg.create_task(self.persister.run(), name="state-writer"),
                     tg.create_task(self._housekeeping(), name="housekeeping"),
+                    tg.create_task(self.health.run(), name="health"),
                     tg.create_task(self.webhooks.run(), name="webhook-server"),
                     tg.create_task(self.requests.run(), name="requests"),
                 ]
@@ -325,6 +340,7 @@ class Daemon:
             "links": {
                 name: {a or "": s for a, s in states.items()} for name, states in links.items()
             },
+            "report": self.health.request(_request),  # what bridge/health holds, now
         }
 
     def _runner(self, request: JsonValue) -> ProviderRunner:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from bridge.model.redaction import SECRETS
 
@@ -54,6 +57,31 @@ class JournalFormatter(logging.Formatter):
         return f"<{prio}>{super().format(record)}"
 
 
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``logger``, ``message``, any ``extra=``
+    fields of the call, and ``exception`` (the scrubbed traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as JSON (after the secret filter rewrote it)."""
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                data[key] = SECRETS.scrub(value) if isinstance(value, str) else value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = SECRETS.scrub(self.formatException(record.exc_info))
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        return json.dumps(data, default=str)
+
+
 class RedactSecrets(logging.Filter):
     """Replaces every known secret value in a record (message, arguments, traceback) by a mask.
 
@@ -75,16 +103,19 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, fmt: str = "text", levels: Mapping[str, str] | None = None) -> None:
     """Configure the root logger once for the whole process.
 
     ``trace`` is ``debug`` with the protocol libraries' debug output; below it they stay at INFO.
+    ``fmt`` is ``text`` or ``json``; ``levels`` sets single loggers' levels (after ``level``).
     Every record passes the secret filter, whatever logger wrote it.
     """
     trace = level.lower() == TRACE
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactSecrets())
-    if stderr_is_journal():
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif stderr_is_journal():
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
@@ -93,3 +124,7 @@ def setup_logging(level: str) -> None:
     root.setLevel(logging.DEBUG if trace else level.upper())
     for name in PROTOCOL_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if trace else max(root.level, logging.INFO))
+    # a record passes the root's handler whatever the root's level (propagation checks only the
+    # level of the logger that wrote it): a more verbose logger needs nothing else
+    for name, name_level in (levels or {}).items():
+        logging.getLogger(name).setLevel(name_level.upper())

@@ -20,7 +20,7 @@ from bridge.links.backoff import Backoff
 from bridge.links.link_state import LinkStatus
 from bridge.links.webhook import WebhookLink
 from bridge.links.websocket import WebSocketLink
-from bridge.model.errors import LinkFailure
+from bridge.model.errors import AuthFailure, LinkFailure
 from bridge.model.events import LinkStateName
 from bridge.pipeline.context import InstanceContext
 from bridge.plugin.connections import (
@@ -32,7 +32,7 @@ from bridge.plugin.connections import (
     WebSocketSpec,
 )
 from bridge.plugin.provider import Link, Provider
-from bridge.runtime.faults import SeenFaults, describe
+from bridge.runtime.faults import SeenFaults, describe, leaf
 
 
 class ConnectionContext:
@@ -99,6 +99,7 @@ class ConnectionRunner:
         self.restarts = 0
         self._where = f" ({spec.account})" if spec.account else ""
         self._link: Link | None = None
+        self._refused = False
         self._stopping = asyncio.Event()
         self._resync = asyncio.Event()
         self._running: asyncio.Future[None] | None = None
@@ -165,8 +166,12 @@ class ConnectionRunner:
                 self.backoff.reset()
             delay = self.backoff.next()
             self.restarts += 1
-            self.status.report("disconnected", reason)
-            self._log.warning("%s%s; restarting in %.1f s", reason, self._where, delay)
+            refused = self._refused
+            self.status.report("auth_failed" if refused else "disconnected", reason)
+            if not refused:  # a refusal is logged once, as a link transition (context.py)
+                self._log.warning("%s%s; restarting in %.1f s", reason, self._where, delay)
+            else:
+                self._log.debug("%s%s; restarting in %.1f s", reason, self._where, delay)
             await _first_of(self._stopping, self._resync, timeout=delay)
 
     async def _run_once(self) -> str:
@@ -181,11 +186,14 @@ class ConnectionRunner:
                 return "resync"  # only the link's run was cancelled, by ``resync``
             raise
         except Exception as exc:  # noqa: BLE001 - isolation: no plugin error stops the daemon
-            if self.faults.first(exc):  # a bug: show where, once per kind and place
+            # refused credentials: not a bug (no traceback), the link state says auth_failed
+            self._refused = isinstance(leaf(exc), AuthFailure)
+            if not self._refused and self.faults.first(exc):  # a bug: where, once per kind/place
                 self._log.error("provider crashed%s", self._where, exc_info=exc)
             return describe(exc)
         finally:
             self._link = self._running = None
+        self._refused = False
         return "link ended"
 
     def _build(self) -> Link:
@@ -215,7 +223,8 @@ class ConnectionRunner:
             case WebhookSpec():
                 return WebhookLink(ctx, self.ctx.webhooks, spec.route)
             case CustomSpec():
-                self.status.report("connecting")
+                if self.status.state != "auth_failed":  # no flapping while refused
+                    self.status.report("connecting")
                 return spec.link(ctx)
         raise TypeError(f"unknown kind of connection: {type(spec).__name__}")
 
@@ -315,9 +324,15 @@ class ProviderRunner:
     """Runs one provider instance: asks for its connections, runs each in its own task."""
 
     def __init__(
-        self, provider: Provider[Any], ctx: InstanceContext, settings: SupervisorSettings
+        self,
+        provider: Provider[Any],
+        ctx: InstanceContext,
+        settings: SupervisorSettings,
+        owns: Callable[[str, str | None], bool] | None = None,
     ) -> None:
+        """``owns(instance, account)`` says which connections this daemon runs (sharding)."""
         self.provider = provider
+        self.owns = owns
         self.ctx = ctx
         self.settings = settings
         self.backoff = Backoff(settings.restart_min, settings.restart_max)
@@ -364,7 +379,16 @@ class ProviderRunner:
         accounts = [spec.account for spec in specs]
         if len(set(accounts)) != len(accounts):
             raise ValueError(f"two connections of {self.provider.name} share an account")
-        return specs
+        if self.owns is None:
+            return specs
+        mine = [spec for spec in specs if self.owns(self.provider.name, spec.account)]
+        if len(mine) != len(specs):
+            self._log.info(
+                "running %d of %d connection(s); the others belong to other shards",
+                len(mine),
+                len(specs),
+            )
+        return mine
 
     async def resync(self) -> int:
         """Reconnect every connection of the instance now; how many there are."""

@@ -22,6 +22,7 @@ from bridge.api import (
     ActionFailed,
     ActionRequest,
     AnyEvent,
+    AuthFailure,
     BalanceEvent,
     Connection,
     ConnectionSpec,
@@ -43,6 +44,10 @@ class TestProviderSettings(ProviderSettings):
     """Knobs of the scripted upstream."""
 
     account: str = "acc-1"
+    accounts: list[str] = Field(default_factory=list)
+    """One connection per account (each ticking for its own), instead of one for ``account``."""
+    auth_fails: bool = False
+    """The upstream refuses the credentials (the link raises AuthFailure on every start)."""
     asset: str = "USD"
     balance: Money = Decimal("100")
     amount: Money = Decimal("1.25")
@@ -84,7 +89,12 @@ class TestProvider(Provider[TestProviderSettings]):
         self.crashed = 0
 
     def connections(self, ctx: ProviderContext) -> Sequence[ConnectionSpec]:
-        """One custom link (a new timer for each run)."""
+        """One custom link (a new timer for each run), or one per account of ``accounts``."""
+        if self.settings.accounts:
+            return [
+                CustomSpec(link=lambda host: TickLink(self, host), account=account)
+                for account in self.settings.accounts
+            ]
         return [CustomSpec(link=lambda host: TickLink(self, host))]
 
     def actions(self) -> Sequence[Action]:
@@ -127,7 +137,8 @@ class TestProvider(Provider[TestProviderSettings]):
         """Snapshot and tick frames to events; anything else is an error (→ raw event)."""
         s = self.settings
         data = json.loads(frame)
-        common = ctx.for_account(s.account).common
+        common = ctx.for_account(ctx.account or s.account).common
+        tx = f"tx-{ctx.account}-" if s.accounts else "tx-"  # ids unique per account
         if data["type"] == "snapshot":
             events: list[AnyEvent] = [
                 BalanceEvent(
@@ -162,7 +173,7 @@ class TestProvider(Provider[TestProviderSettings]):
             return [
                 *closed,
                 TransactionEvent(
-                    id=f"tx-{seq}",
+                    id=f"{tx}{seq}",
                     type="deposit",
                     direction="in",
                     asset=s.asset,
@@ -212,10 +223,12 @@ class TickLink(Link):
     async def run(self) -> None:
         """Connect, snapshot, tick."""
         p, s, ctx = self.provider, self.provider.settings, self.ctx
+        if s.auth_fails:
+            raise AuthFailure("invalid API key")
         await p.on_connect(self)
         ctx.connected()
         ctx.deliver(self._snapshot())
-        start = max(0, p.cursor - s.replay)
+        start = 0 if s.accounts else max(0, p.cursor - s.replay)  # accounts: each from 0
         seq = start
         while s.ticks is None or seq < s.ticks:
             await asyncio.sleep(s.interval)
