@@ -209,7 +209,7 @@ def test_any_mqtt_request_gets_an_answer(payload: bytes, op: str):
     handler.handle(op, payload)
     [answer] = [json.loads(m.payload) for m in outbox._events]
     assert answer["status"] in ("ok", "error")
-    assert set(answer) == {"status", "data", "error", "transaction"}
+    assert set(answer) == {"schema", "status", "data", "error", "transaction"}
 
 
 def test_recorded_frames_still_parse_to_normalized_events():

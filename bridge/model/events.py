@@ -22,6 +22,7 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     computed_field,
+    model_validator,
 )
 
 DECIMAL_DIGITS = 80
@@ -121,6 +122,15 @@ class BaseEvent(BaseModel):
 
     schema_: Literal[1] = Field(default=1, alias="schema")
     """Version of the payload schema; bumped only with an incompatible change."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _computed_fields_are_output(cls, data: Any) -> Any:
+        """A published payload reads back: what the model computes (``event_type``) is dropped."""
+        if isinstance(data, dict) and cls.model_computed_fields:
+            data = {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        return data
+
     provider: str
     """Provider instance name (the ``name`` of its ``[[providers]]`` table)."""
     account: str | None = None
