@@ -62,7 +62,7 @@ async def test_tls_and_password_end_to_end(secure_broker: Broker, tmp_path):
         await daemon.wait_ready()
         await sub.wait_ids([f"tx-{n}" for n in range(50)])
         tally(sub.ids(), [f"tx-{n}" for n in range(50)])
-        assert sub.on("fin2mqtt/bridge/state")[-1].json() == {"state": "online"}
+        assert sub.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "online"}
         info = sub.on("fin2mqtt/bridge/info")[-1].json()
         assert PASSWORD not in sub.on("fin2mqtt/bridge/info")[-1].payload.decode()
         assert info["config"]["mqtt"]["password"] == "**********"

@@ -60,7 +60,7 @@ async def test_broker_down_at_start(
         recovered = subscriber.last_arrival(tx(200)) - back
         lost, dup = tally(subscriber.ids(), tx(600))  # never connected before: no exception
         assert subscriber.links("fin2mqtt/alpha/link")[-1] == ("connected", None)
-        assert await bridge_state(broker) == {"state": "online"}
+        assert await bridge_state(broker) == {"schema": 1, "state": "online"}
         assert "MQTT broker 127.0.0.1" in daemon.log()
         assert "unreachable" in daemon.log()
         await stop_cleanly(daemon)
@@ -99,7 +99,7 @@ async def test_broker_restart_while_events_flow(
             )
             lost, dup = lost + n_lost, dup + n_dup
             assert subscriber.links(f"fin2mqtt/{name}/link")[-1] == ("connected", None)
-        assert await bridge_state(broker) == {"state": "online"}
+        assert await bridge_state(broker) == {"schema": 1, "state": "online"}
         await stop_cleanly(daemon)
     record(
         "broker_restart", "broker stopped 0.5 s under 400 events/s", 1200, lost, dup, recovered,
@@ -127,7 +127,7 @@ async def test_slow_broker(broker: Broker, subscriber: Subscriber, daemon_config
             no_crash(daemon)
             assert proxy.connections == 1  # never reconnected
             assert "unreachable" not in daemon.log()
-            assert await bridge_state(broker) == {"state": "online"}
+            assert await bridge_state(broker) == {"schema": 1, "state": "online"}
             await stop_cleanly(daemon)
     record(
         "slow_broker", "50 ms latency and 20 kB/s for 2 s", 800, lost, dup, recovered,
@@ -150,7 +150,7 @@ async def test_sigterm_under_load_then_restart(
     await subscriber.wait_for(
         lambda _: (
             subscriber.on("fin2mqtt/bridge/state")[-1:]
-            and subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"state": "offline"}
+            and subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "offline"}
         ),
         what="offline",
     )
@@ -168,7 +168,7 @@ async def test_sigterm_under_load_then_restart(
         await asyncio.sleep(0.3)
         # a clean stop flushes or keeps: the restarted upstream replays all 1,000, each once
         lost, dup = tally(subscriber.ids(), tx(1000))
-        assert await bridge_state(broker) == {"state": "online"}
+        assert await bridge_state(broker) == {"schema": 1, "state": "online"}
         await stop_cleanly(daemon)
     record(
         "sigterm_under_load", "SIGTERM at 200 events/s, then restart", 1000, lost, dup,
@@ -189,7 +189,7 @@ async def test_sigkill_under_load_then_restart(
     first_run = set(before)
     # the will: the broker says offline for the dead bridge
     await subscriber.wait_for(
-        lambda _: subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"state": "offline"},
+        lambda _: subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "offline"},
         what="the will",
     )
     async with DaemonProcess(config, tmp_path / "d2") as daemon:
@@ -208,7 +208,7 @@ async def test_sigkill_under_load_then_restart(
         lost, dup = tally(
             subscriber.ids(), tx(1000), may_repeat=in_flight_at_break(before, tx(1000))
         )
-        assert subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"state": "online"}
+        assert subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "online"}
         await stop_cleanly(daemon)
     record(
         "sigkill_under_load", "SIGKILL at 200 events/s, then restart", 1000, lost, dup,
