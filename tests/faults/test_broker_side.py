@@ -150,7 +150,8 @@ async def test_sigterm_under_load_then_restart(
     await subscriber.wait_for(
         lambda _: (
             subscriber.on("fin2mqtt/bridge/state")[-1:]
-            and subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "offline"}
+            and subscriber.on("fin2mqtt/bridge/state")[-1].json()
+            == {"schema": 1, "state": "offline"}
         ),
         what="offline",
     )
@@ -189,7 +190,9 @@ async def test_sigkill_under_load_then_restart(
     first_run = set(before)
     # the will: the broker says offline for the dead bridge
     await subscriber.wait_for(
-        lambda _: subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "offline"},
+        lambda _: (
+            subscriber.on("fin2mqtt/bridge/state")[-1].json() == {"schema": 1, "state": "offline"}
+        ),
         what="the will",
     )
     async with DaemonProcess(config, tmp_path / "d2") as daemon:
