@@ -127,8 +127,8 @@ class BaseEvent(BaseModel):
     @classmethod
     def _computed_fields_are_output(cls, data: Any) -> Any:
         """A published payload reads back: what the model computes (``event_type``) is dropped."""
-        if isinstance(data, dict) and cls.model_computed_fields:
-            data = {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        if isinstance(data, dict) and "event_type" in data:  # the one computed field
+            data = {k: v for k, v in data.items() if k != "event_type"}
         return data
 
     provider: str
