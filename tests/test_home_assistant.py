@@ -20,6 +20,8 @@ from bridge.testing.broker import make_broker
 from bridge.testing.recorder import retained
 
 HA_VERSION = "2024.3.3"
+# the first run on a machine downloads Home Assistant into a venv of its own
+pytestmark = pytest.mark.timeout(900)
 VALIDATOR = Path(__file__).parent / "homeassistant" / "validate.py"
 
 
