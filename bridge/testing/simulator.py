@@ -15,12 +15,15 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+if TYPE_CHECKING:  # aiohttp is imported where a simulator serves HTTP
+    from aiohttp import web
 
 
 class _Simulator(ABC):
@@ -253,14 +256,9 @@ class HttpSimulator(_Simulator):
         """Listen on a free port."""
         from aiohttp import web
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self.port = await _serve(web.AppRunner(self.app, access_log=None), self.port)
 
     async def stop(self) -> None:
         """Stop listening and cancel the simulator's tasks."""
@@ -317,12 +315,7 @@ class SocketIOSimulator(_Simulator):
         """Listen on a free port."""
         from aiohttp import web
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.app)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self.port = await _serve(web.AppRunner(self.app), self.port)
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -334,6 +327,17 @@ class SocketIOSimulator(_Simulator):
         """Disconnect every client from the namespace (the client does not reconnect by itself)."""
         for sid in list(self.sids):
             await self.sio.disconnect(sid, namespace=self.namespace)
+
+
+async def _serve(runner: web.AppRunner, port: int) -> tuple[web.AppRunner, int]:
+    """Start ``runner`` on 127.0.0.1 (``port`` 0: a free one); returns it and the port."""
+    from aiohttp import web
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner, sock.getsockname()[1]
 
 
 def text_response(status: int, text: str, content_type: str = "text/html") -> Response:
