@@ -115,6 +115,27 @@ async def test_events_are_written_to_the_journal_and_removed_on_puback(tmp_path)
     journal.close()
 
 
+async def test_an_acknowledged_id_reaches_the_file_within_one_write_interval(tmp_path):
+    """What a SIGKILL can forget: only the acknowledgements of the last interval, also when
+    the broker keeps up and no event is ever written (the case that used to wait 1 s)."""
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    outbox = Outbox(100)
+    outbox.persistent = outbox.seen.persistent = True
+    persister = Persister(journal, outbox, interval=0.02)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(persister.run())
+        await asyncio.sleep(0.05)  # the loop is in its steady state
+        outbox.put_event("t/tx", b"0", 1, key="k0")
+        outbox.done(await outbox.get())  # acknowledged before any write: the event never is
+        await asyncio.sleep(0.1)  # five intervals
+        loaded = Journal(tmp_path, 1000).open()
+        task.cancel()
+    assert loaded.events == []
+    assert loaded.delivered == ["k0"]
+    journal.close()
+
+
 async def test_a_webhook_is_answered_only_once_its_event_is_durable_and_503_when_full(tmp_path):
     journal = Journal(tmp_path, 1000)
     journal.open()

@@ -1,10 +1,12 @@
 """Writes what changed in the outbox, the delivered ids and retained ownership to the journal.
 
-Events not yet acknowledged are written every ``interval`` (at once when someone waits in
-``Outbox.sync``), in a worker thread; while the broker keeps up, events are acknowledged before
-that and never written, and what remains (delivered ids, retained ownership) is written once per
-``idle_interval``. A write that fails (disk full, read-only directory) is said once, kept and
-retried with the next batch; the bridge goes on publishing from memory meanwhile.
+Whatever changed (events not yet acknowledged, delivered ids, retained ownership) is written
+every ``interval`` (at once when someone waits in ``Outbox.sync``), in one transaction in a
+worker thread; while the broker keeps up, events are acknowledged before that and never
+written, only their ids. So a SIGKILL forgets at most the last ``interval`` of acknowledgements
+(those events come once more after the restart). A write that fails (disk full, read-only
+directory) is said once, kept and retried with the next batch; the bridge goes on publishing
+from memory meanwhile.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from bridge.pipeline.outbox import NotDurable, Outbox
 log = logging.getLogger(__name__)
 
 WRITE_INTERVAL = 0.05
-BOOKKEEPING_INTERVAL = 1.0
 
 
 class Persister:
@@ -31,29 +32,22 @@ class Persister:
         journal: Journal,
         outbox: Outbox,
         interval: float = WRITE_INTERVAL,
-        idle_interval: float = BOOKKEEPING_INTERVAL,
     ) -> None:
         self.journal = journal
         self.outbox = outbox
         self.interval = interval
-        self.idle_interval = idle_interval
         self.failing: str | None = None
         """Why the last write failed (None while writes succeed)."""
         self.writes = 0
         self._failed = Batch()
-        self._last_write = 0.0
 
     async def run(self) -> None:
         """Write batches until cancelled; a last write on the way out."""
-        loop = asyncio.get_running_loop()
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.outbox.flush_wanted.wait(), self.interval)
-                urgent = self.outbox.flush_wanted.is_set() or self.outbox.has_unsaved_events()
-                if urgent or loop.time() - self._last_write >= self.idle_interval:
-                    self._last_write = loop.time()
-                    await self.write_once()
+                await self.write_once()
         finally:
             # cancelled (shutdown): save what is left, here and now
             self._write(self._take())
