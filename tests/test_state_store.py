@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 
 import aiohttp
@@ -12,7 +14,7 @@ from bridge.links.webhook_server import WebhookRoute, WebhookServer
 from bridge.model.events import AccountStatusEvent, BalanceEvent, PositionEvent
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.hub import Hub
-from bridge.pipeline.journal import Journal
+from bridge.pipeline.journal import Batch, Journal
 from bridge.pipeline.outbox import Outbox
 from bridge.pipeline.persister import Persister
 
@@ -132,6 +134,39 @@ async def test_an_acknowledged_id_reaches_the_file_within_one_write_interval(tmp
         loaded = Journal(tmp_path, 1000).open()
         task.cancel()
     assert loaded.events == []
+    assert loaded.delivered == ["k0"]
+    journal.close()
+
+
+class SlowJournal(Journal):
+    """A disk that takes its time: each write waits before it commits."""
+
+    started = threading.Event()
+
+    def write(self, batch: Batch) -> None:
+        self.started.set()
+        time.sleep(0.2)
+        super().write(batch)
+
+
+async def test_a_stop_during_a_write_keeps_the_order_of_puts_and_deletes(tmp_path):
+    """The last write on the way out waits for the one still running in its thread: written
+    first, its delete of an acknowledged event would precede that event's insert, and the next
+    start would send the event again."""
+    journal = SlowJournal(tmp_path, 1000)
+    journal.open()
+    outbox = Outbox(100)
+    outbox.persistent = outbox.seen.persistent = True
+    persister = Persister(journal, outbox, interval=0.01)
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(persister.run())
+        outbox.put_event("t/tx", b"0", 1, key="k0")
+        while not journal.started.is_set():
+            await asyncio.sleep(0.005)  # the insert of k0 is on its way to the disk
+        outbox.done(await outbox.get())  # then the broker acknowledges k0
+        task.cancel()  # and the daemon stops
+    loaded = Journal(tmp_path, 1000).open()
+    assert loaded.events == []  # nothing to send again
     assert loaded.delivered == ["k0"]
     journal.close()
 

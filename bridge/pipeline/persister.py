@@ -40,6 +40,8 @@ class Persister:
         """Why the last write failed (None while writes succeed)."""
         self.writes = 0
         self._failed = Batch()
+        self._writing: asyncio.Future[bool] | None = None
+        """The write running in the worker thread (it runs on when its awaiter is cancelled)."""
 
     async def run(self) -> None:
         """Write batches until cancelled; a last write on the way out."""
@@ -49,7 +51,10 @@ class Persister:
                     await asyncio.wait_for(self.outbox.flush_wanted.wait(), self.interval)
                 await self.write_once()
         finally:
-            # cancelled (shutdown): save what is left, here and now
+            # cancelled (shutdown): save what is left, after the write still running in its
+            # thread (written after it, its deletes would come before that write's puts)
+            if self._writing is not None and not self._writing.done():
+                await asyncio.wait([self._writing])
             self._write(self._take())
 
     def _take(self) -> Batch:
@@ -67,7 +72,8 @@ class Persister:
         batch = self._take()
         ok = True
         if batch:
-            ok = await asyncio.to_thread(self._write, batch)
+            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+            ok = await asyncio.shield(self._writing)
         for waiter in waiters:
             if waiter.done():
                 continue
