@@ -43,6 +43,10 @@ async def test_end_to_end_and_recovery_benchmarks_run(tmp_path):
         tp = await e2e.throughput(tmp_path, broker, n=200, rounds=1, qos=1)
         assert tp["lost"] == 0
         assert tp["ratio"] > 0
+        assert tp["cpu_us"] > 0 and tp["cpu_us_ideal"] > 0
+        assert tp["rss_mb"] > 0 and tp["rss_mb_ideal"] > 0
+        first = await e2e.first_event(tmp_path / "first", broker, rounds=1)
+        assert 0 < first["fin2mqtt"][0] < 15 and 0 < first["ideal"][0] < 15
         lat = await e2e.latency(tmp_path, broker, rate=200, seconds=0.5)
         assert lat["lost"] == 0
         assert lat["p50_ms"] > 0

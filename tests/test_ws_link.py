@@ -299,6 +299,24 @@ async def test_missed_keepalive_reply_renews_the_connection(sim):
     await stop_link(group, task, link)
 
 
+async def test_a_backlog_longer_than_the_keepalive_timeout_is_not_a_dead_connection(sim):
+    """A burst fills the link's queue, so the receive loop waits for room and the keepalive's
+    reply sits unread behind the burst. That is a slow consumer, not a dead upstream: no
+    reconnect (which would lose what the upstream sent and never replays), nothing lost."""
+    provider = EchoProvider("echo", EchoSettings())
+    provider.keepalive_interval = 0.05  # type: ignore[misc]
+    provider.parse_delay = 0.001  # 1,000 frames: ~1 s of work, five times the 0.2 s timeout
+    sim.on_auth = [{"type": "event", "n": n} for n in range(1000)]
+    link, hub, _ = make_link(sim, provider, queue_size=10)
+    group, task = await run_link(link)
+    await until(lambda: len(hub.ids()) >= 1000, timeout=15)
+    await asyncio.sleep(0.3)  # keepalives go on once the backlog is gone
+    assert hub.ids() == [str(n) for n in range(1000)]
+    assert sim.connects == 1, hub.links()
+    assert [s for s, _ in hub.links()] == ["connecting", "connected"]
+    await stop_link(group, task, link)
+
+
 async def test_replies_are_matched_by_id_even_out_of_order(sim):
     class OutOfOrder(EchoSimulator):
         async def session(self, ws) -> None:

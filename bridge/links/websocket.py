@@ -3,7 +3,9 @@
 One connection at a time, in a session of three tasks:
 
 - the receive loop only decodes frames, settles replies to pending requests (so a keepalive
-  reply never waits behind a backlog) and puts the rest in a bounded queue;
+  reply never waits behind a backlog) and puts the rest in a bounded queue; while that queue
+  is full it reads nothing, and a request's timeout does not run out meanwhile (a reply unread
+  behind our own backlog is not a dead upstream, and reconnecting would lose the backlog);
 - the process loop hands queued frames to ``ProviderContext.deliver`` (parse, hub);
 - the hook task runs ``Provider.on_connect`` and then ``Provider.keepalive`` on its interval.
 
@@ -132,6 +134,10 @@ class WebSocketConnection:
         self._queue = queue
         self._pending: dict[str, tuple[asyncio.Future[Any], bool]] = {}
         self.waiters = Waiters()
+        self.backlogged = False
+        """True while the receive loop waits for room in the full queue (reads nothing)."""
+        self.backlog_ended = 0.0
+        """Loop time the receive loop last stopped waiting for room."""
 
     async def send(self, message: JsonValue) -> None:
         """Send one JSON message; a closed socket is a TransportFailure (not a bug of the hook)."""
@@ -158,14 +164,19 @@ class WebSocketConnection:
         rid = str(message[key])
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = (future, deliver_reply)
+        loop = asyncio.get_running_loop()
         try:
             await self.send(message)
             wait = self.options.request_timeout if timeout is None else timeout
-            try:
-                return await asyncio.wait_for(future, wait)
-            except TimeoutError:
-                what = message.get("method") or message.get("type") or "request"
-                raise TransportFailure(f"no reply to {what} {rid} within {wait:g} s") from None
+            while True:
+                began = loop.time()
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), wait)
+                except TimeoutError:
+                    if self.backlogged or self.backlog_ended >= began:
+                        continue  # the reply may wait, unread, behind a backlog of ours
+                    what = message.get("method") or message.get("type") or "request"
+                    raise TransportFailure(f"no reply to {what} {rid} within {wait:g} s") from None
         finally:
             self._pending.pop(rid, None)
 
@@ -302,7 +313,15 @@ class WebSocketLink(SessionLink):
                     continue
                 conn.waiters.offer(frame)
                 control(frame)
-                await queue.put((conn.generation, frame))
+                if not queue.full():
+                    queue.put_nowait((conn.generation, frame))
+                    continue
+                conn.backlogged = True  # a slow consumer: what is unread is not overdue
+                try:
+                    await queue.put((conn.generation, frame))
+                finally:
+                    conn.backlogged = False
+                    conn.backlog_ended = asyncio.get_running_loop().time()
         except ConnectionClosed as exc:
             raise failure_from_close(exc, codes) from None
 
