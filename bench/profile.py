@@ -39,6 +39,20 @@ def top_self(raw: Path, n: int = 25) -> list[tuple[float, str]]:
     return [(100 * c / max(busy, 1), f) for f, c in own.most_common(n)]
 
 
+def top_total(raw: Path, n: int = 40) -> list[tuple[float, str]]:
+    """The functions with the most samples in or under them, as shares of the busy samples."""
+    total: collections.Counter[str] = collections.Counter()
+    busy = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or any(mark in stack.rsplit(";", 1)[-1] for mark in IDLE):
+            continue
+        busy += int(count)
+        for frame in set(stack.split(";")):
+            total[frame] += int(count)
+    return [(100 * c / max(busy, 1), f) for f, c in total.most_common(n)]
+
+
 def py_spy(pid: int, seconds: float, out: Path, fmt: str) -> None:
     """Sample ``pid`` for ``seconds`` into ``out``."""
     subprocess.run(
@@ -73,7 +87,11 @@ async def profile(rate: float, seconds: float) -> None:
         finally:
             broker.stop()
         print(f"flame graph: {svg}")
+        print("own samples:")
         for share, frame in top_self(raw):
+            print(f"{share:5.1f} %  {frame}")
+        print("in or under:")
+        for share, frame in top_total(raw):
             print(f"{share:5.1f} %  {frame}")
 
 

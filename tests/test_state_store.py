@@ -208,3 +208,15 @@ async def test_a_webhook_is_answered_only_once_its_event_is_durable_and_503_when
         for task in tasks:
             task.cancel()
     journal.close()
+
+
+def test_acknowledgements_out_of_order_delete_exactly_their_events(tmp_path):
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    rows = [(seq, f"k{seq}", "t/tx", b"%d" % seq, 1) for seq in range(1, 9)]
+    journal.write(Batch(events=rows))
+    journal.write(Batch(gone=[7, 2, 3, 1, 5, 3], delivered=["k7", "k2", "k3", "k1", "k5"]))
+    loaded = Journal(tmp_path, 1000).open()
+    assert [seq for seq, *_ in loaded.events] == [4, 6, 8]
+    assert loaded.delivered == ["k7", "k2", "k3", "k1", "k5"]  # in the order acknowledged
+    journal.close()

@@ -73,11 +73,17 @@ class WebSocketOptions:
     """Time the provider's ``on_stop`` hook gets on a clean shutdown."""
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+"""One decoder for every frame (``json.loads`` with an argument builds a new one per call)."""
+
+
 def decode(message: str | bytes) -> Any:
     """A text or binary frame as JSON data (floats as Decimal), or as it came if it is not JSON."""
     try:
-        return json.loads(message, parse_float=Decimal)
-    except ValueError:
+        if isinstance(message, str):
+            return _DECODER.decode(message)
+        return _DECODER.decode(message.decode(json.detect_encoding(message), "surrogatepass"))
+    except ValueError:  # UnicodeDecodeError too
         return message
 
 

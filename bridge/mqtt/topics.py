@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from bridge.model.events import (
     AccountStatusEvent,
@@ -17,6 +18,7 @@ from bridge.model.events import (
 _NOT_SLUG = re.compile(r"[^a-z0-9_-]+")
 
 
+@lru_cache(maxsize=4096)  # the same accounts, assets and symbols come again and again
 def slug(text: str) -> str:
     """One safe topic level: ``"ETH/USDT-P"`` → ``"eth-usdt-p"``."""
     return _NOT_SLUG.sub("-", text.lower()).strip("-") or "_"

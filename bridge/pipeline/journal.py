@@ -21,11 +21,13 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retained (
     topic TEXT PRIMARY KEY, instance TEXT NOT NULL, account TEXT, payload BLOB);
 """
-"""``delivered.seq`` is the rowid, so forgetting the oldest ids is a range delete."""
+"""``delivered.seq`` is the rowid, so forgetting the oldest ids is a range delete. A key is
+written once (``SeenIds`` hands over only keys it did not know), so it needs no index; files of
+earlier versions have one (``UNIQUE``), which ``INSERT OR IGNORE`` respects."""
 
 EventRow = tuple[int, str | None, str, bytes, int]
 """seq, dedup key, topic, payload, qos."""
@@ -57,6 +59,18 @@ class Batch:
             self.owned + later.owned,
             self.disowned + later.disowned,
         )
+
+
+def runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sequence numbers as (first, last) runs of consecutive numbers: acknowledgements come
+    mostly in order, so a batch's deletes are a few ranges rather than a row each."""
+    out: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if out and seq == out[-1][1] + 1:
+            out[-1] = (out[-1][0], seq)
+        else:
+            out.append((seq, seq))
+    return out
 
 
 @dataclass(slots=True)
@@ -129,7 +143,7 @@ class Journal:
                         batch.events,
                     )
                 if batch.gone:
-                    db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in batch.gone])
+                    db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", runs(batch.gone))
                 if batch.delivered:
                     db.executemany(
                         "INSERT OR IGNORE INTO delivered (key) VALUES (?)",

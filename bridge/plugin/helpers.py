@@ -157,6 +157,9 @@ def utc_time(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         when = value
+    elif type(value) is int:  # the common case, exact without a Decimal
+        seconds = value / 1000 if abs(value) > EPOCH_MS_ABOVE else value
+        return datetime.fromtimestamp(seconds, UTC)
     elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         when = _from_epoch(decimal(value))
     elif isinstance(value, str):
@@ -166,8 +169,8 @@ def utc_time(value: Any) -> datetime | None:
     else:
         raise ValueError(f"not a time: {value!r}")
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC)
+        return when.replace(tzinfo=UTC)
+    return when if when.tzinfo is UTC else when.astimezone(UTC)
 
 
 def _from_epoch(number: Decimal) -> datetime:

@@ -50,6 +50,8 @@ def frame_events(provider: Provider[Any], frame: Any, ctx: ParseContext) -> list
         events = [ctx.raw(raw_name(frame), frame, error=str(exc) or None)]
     if events is None:
         events = [ctx.raw(raw_name(frame), frame)]
+    if not any(isinstance(e, RawEvent) for e in events):
+        return list(events)
     keys = sensitive_keys(provider)
     return [safe_raw(e, keys, ctx.account) if isinstance(e, RawEvent) else e for e in events]
 
