@@ -59,8 +59,9 @@ class WebSocketOptions:
     request_id_field: str = "id"
     """Field of a request (and its reply) that carries the request id."""
     request_timeout: float = 10.0
-    queue_size: int = 10_000
-    """Frames waiting for processing; when full the receive loop waits (backpressure)."""
+    queue_size: int = 1_000
+    """Frames decoded and waiting for processing; when full the receive loop waits and the
+    rest waits, undecoded, in the socket (backpressure: decoded frames cost ~1 kB each)."""
     max_size: int = 2**22
     """Largest frame accepted (bytes)."""
     compression: str | None = None
