@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 
 from bridge.config.settings import MqttSettings
 from bridge.links.backoff import Backoff
+from bridge.mqtt.socket_reads import BufferedReads
 from bridge.mqtt.socket_writes import BatchedWrites
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.outbox import Message, Outbox
@@ -125,6 +126,7 @@ class Publisher:
         # aiomqtt warns on every publish past this many pending calls, which halves throughput.
         client.pending_calls_threshold = s.max_inflight + 16
         BatchedWrites(client, asyncio.get_running_loop()).install()
+        BufferedReads(client).install()
         return client
 
     async def _session(self) -> None:
