@@ -176,6 +176,9 @@ async def test_control_sees_every_frame_and_can_end_the_connection():
     async with ChannelSimulator() as sim:
         link, hub = make_link(sim, ["good"])
         async with Connected(link):
+            # the server answers our two subscribes in tasks of its own: a broadcast sent before
+            # those answers may overtake them, so wait for them first
+            await until(lambda: len(link.provider.controlled) >= 2)
             await sim.sio.emit("data", {"n": 1}, namespace="/ws")
             await until(lambda: len(link.provider.controlled) >= 3)
             assert [f["event"] for f in link.provider.controlled] == [
