@@ -26,30 +26,36 @@ RESULTS = Path(__file__).parent / "results"
 IDLE = ("EpollSelector.select", "_worker (concurrent/futures/thread.py")
 
 
-def top_self(raw: Path, n: int = 25) -> list[tuple[float, str]]:
-    """The functions with the most samples of their own, as shares of the busy samples."""
-    own: collections.Counter[str] = collections.Counter()
-    busy = 0
+def busy_stacks(raw: Path) -> list[tuple[list[str], int]]:
+    """py-spy's raw samples as (frames, count), idle ones (waiting in ``select``, idle worker
+    threads) left out."""
+    out = []
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or any(mark in stack.rsplit(";", 1)[-1] for mark in IDLE):
-            continue
-        busy += int(count)
-        own[stack.rsplit(";", 1)[-1]] += int(count)
+        frames = stack.split(";")
+        if stack and not any(mark in frames[-1] for mark in IDLE):
+            out.append((frames, int(count)))
+    return out
+
+
+def top_self(raw: Path, n: int = 25) -> list[tuple[float, str]]:
+    """The functions with the most samples of their own, as shares of the busy samples."""
+    stacks = busy_stacks(raw)
+    own: collections.Counter[str] = collections.Counter()
+    for frames, count in stacks:
+        own[frames[-1]] += count
+    busy = sum(count for _, count in stacks)
     return [(100 * c / max(busy, 1), f) for f, c in own.most_common(n)]
 
 
 def top_total(raw: Path, n: int = 40) -> list[tuple[float, str]]:
     """The functions with the most samples in or under them, as shares of the busy samples."""
+    stacks = busy_stacks(raw)
     total: collections.Counter[str] = collections.Counter()
-    busy = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or any(mark in stack.rsplit(";", 1)[-1] for mark in IDLE):
-            continue
-        busy += int(count)
-        for frame in set(stack.split(";")):
-            total[frame] += int(count)
+    for frames, count in stacks:
+        for frame in set(frames):
+            total[frame] += count
+    busy = sum(count for _, count in stacks)
     return [(100 * c / max(busy, 1), f) for f, c in total.most_common(n)]
 
 

@@ -117,14 +117,19 @@ async def test_events_are_written_to_the_journal_and_removed_on_puback(tmp_path)
     journal.close()
 
 
+def durable_outbox(journal: Journal, interval: float) -> tuple[Outbox, Persister]:
+    """An outbox kept in ``journal`` (opened here) by a persister writing every ``interval``."""
+    journal.open()
+    outbox = Outbox(100)
+    outbox.persistent = outbox.seen.persistent = True
+    return outbox, Persister(journal, outbox, interval=interval)
+
+
 async def test_an_acknowledged_id_reaches_the_file_within_one_write_interval(tmp_path):
     """What a SIGKILL can forget: only the acknowledgements of the last interval, also when
     the broker keeps up and no event is ever written (the case that used to wait 1 s)."""
     journal = Journal(tmp_path, 1000)
-    journal.open()
-    outbox = Outbox(100)
-    outbox.persistent = outbox.seen.persistent = True
-    persister = Persister(journal, outbox, interval=0.02)
+    outbox, persister = durable_outbox(journal, interval=0.02)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(persister.run())
         await asyncio.sleep(0.05)  # the loop is in its steady state
@@ -154,10 +159,7 @@ async def test_a_stop_during_a_write_keeps_the_order_of_puts_and_deletes(tmp_pat
     first, its delete of an acknowledged event would precede that event's insert, and the next
     start would send the event again."""
     journal = SlowJournal(tmp_path, 1000)
-    journal.open()
-    outbox = Outbox(100)
-    outbox.persistent = outbox.seen.persistent = True
-    persister = Persister(journal, outbox, interval=0.01)
+    outbox, persister = durable_outbox(journal, interval=0.01)
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(persister.run())
         outbox.put_event("t/tx", b"0", 1, key="k0")
