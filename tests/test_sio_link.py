@@ -240,8 +240,11 @@ async def test_a_slow_parse_loses_nothing_and_piles_up_no_tasks():
             assert conn.frames.dropped == 0
 
 
-def flood(conn, count: int) -> None:
-    """``count`` messages arriving within one turn of the loop (faster than parse can run)."""
+async def flood(conn, provider, count: int) -> None:
+    """``count`` messages arriving within one turn of the loop (faster than parse can run), once
+    the server's answers to our two subscribes are parsed (arriving meanwhile, they would take
+    room in the queue and change what overflows)."""
+    await until(lambda: sum(f["event"] == "subscribed" for f in provider.parsed) >= 2)
     for n in range(count):
         conn.frames.put({"event": "tick", "data": {"n": n}})
 
@@ -251,7 +254,7 @@ async def test_overflow_reconnects_for_a_fresh_snapshot():
         provider = ChannelProvider("vz", ChannelSettings())
         link, hub = make_link(sim, ["good"], provider, queue_size=5)
         async with Connected(link) as conn:
-            flood(conn, 8)
+            await flood(conn, provider, 8)
             await until(lambda: hub.links()[-1][0] != "connected")
             assert hub.links()[-1] == (
                 "disconnected",
@@ -270,7 +273,7 @@ async def test_overflow_can_drop_the_oldest_frames_and_count_them():
         provider = ChannelProvider("vz", ChannelSettings())
         link, hub = make_link(sim, ["good"], provider, queue_size=5, overflow="drop_oldest")
         async with Connected(link) as conn:
-            flood(conn, 8)
+            await flood(conn, provider, 8)
             await until(lambda: any(f["data"].get("n") == 7 for f in provider.parsed))
             ticks = [f["data"]["n"] for f in provider.parsed if f["event"] == "tick"]
             assert ticks == [3, 4, 5, 6, 7]
