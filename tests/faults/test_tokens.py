@@ -92,13 +92,15 @@ async def test_token_expired_mid_session(
     async with IbexSimulator(seed=7, rate_limits=((100, 6.0), (20, 1.0))) as sim:
         sim.enforce_expiry = True
         path = tmp_path / "ibex.jwt"
-        path.write_text(sim.mint(expires_in=2.0) + "\n")
+        # long enough to outlive a slow start (a machine without bytecode caches took over 2 s
+        # from exec to connected, and the token expired before the session began)
+        path.write_text(sim.mint(expires_in=3.5) + "\n")
         async with DaemonProcess(daemon_config(providers(sim, path)), tmp_path / "d") as daemon:
             await daemon.wait_ready()
             await subscriber.wait_link(LINK, "connected")
             for n in range(5):
                 await sim.push_transaction(MAIN_SAFE, Decimal(n + 1))
-            await sim.wait_until(lambda: "TOKEN_EXPIRED" in sim.auth_failures, timeout=5)
+            await sim.wait_until(lambda: "TOKEN_EXPIRED" in sim.auth_failures, timeout=8)
             await subscriber.wait_link(LINK, "auth_failed")
             for n in range(3):
                 sim.add_transaction(MAIN_SAFE, Decimal(20 + n), push=False)
