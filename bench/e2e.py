@@ -288,15 +288,7 @@ async def cpu_per_event(
         async with DaemonProcess(config, workdir / f"daemon-cpu{qos}") as daemon:
             await daemon.wait_ready(30)
             await sim.wait_until(lambda: sim.starts >= 1, timeout=30)
-            starts = sim.starts
-            ideal = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.ideal", sim.base_url, broker.host,
-                str(broker.port), str(qos), stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            try:
-                assert ideal.stdout is not None
-                await ideal.stdout.readline()  # "started"
-                await sim.wait_until(lambda: sim.starts > starts, timeout=30)
+            async with IdealProcess(sim, broker, qos, ACCOUNT) as ideal:
                 await asyncio.sleep(0.5)
                 async with (
                     Counter(broker, "ideal/#", n) as theirs,
@@ -306,9 +298,6 @@ async def cpu_per_event(
                     await sim.blast(ACCOUNT, n, rate, 0)
                     got_ours, got_theirs = await ours.result(), await theirs.result()
                     after = cpu_seconds(daemon.pid), cpu_seconds(ideal.pid)
-            finally:
-                ideal.kill()
-                await ideal.wait()
             await daemon.terminate(30)
     ours_us = (after[0] - before[0]) / n * 1e6
     theirs_us = (after[1] - before[1]) / n * 1e6

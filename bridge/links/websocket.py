@@ -169,9 +169,9 @@ class WebSocketConnection:
         if message.get(key) is None:
             message = {**message, key: next(self._ids)}
         rid = str(message[key])
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = (future, deliver_reply)
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending[rid] = (future, deliver_reply)
         try:
             await self.send(message)
             wait = self.options.request_timeout if timeout is None else timeout

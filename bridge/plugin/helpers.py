@@ -143,7 +143,7 @@ def decimal_or_none(value: Any) -> Decimal | None:
         return None
 
 
-EPOCH_MS_ABOVE = Decimal(10) ** 11
+EPOCH_MS_ABOVE = 10**11
 """Epoch numbers above this are milliseconds (10^11 s is the year 5138)."""
 
 
@@ -158,8 +158,7 @@ def utc_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         when = value
     elif type(value) is int:  # the common case, exact without a Decimal
-        seconds = value / 1000 if abs(value) > EPOCH_MS_ABOVE else value
-        return datetime.fromtimestamp(seconds, UTC)
+        when = _from_epoch(value)
     elif isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         when = _from_epoch(decimal(value))
     elif isinstance(value, str):
@@ -173,8 +172,9 @@ def utc_time(value: Any) -> datetime | None:
     return when if when.tzinfo is UTC else when.astimezone(UTC)
 
 
-def _from_epoch(number: Decimal) -> datetime:
-    seconds = number / 1000 if abs(number) > EPOCH_MS_ABOVE else number
+def _from_epoch(number: int | Decimal) -> datetime:
+    ms = number > EPOCH_MS_ABOVE or number < -EPOCH_MS_ABOVE
+    seconds: float | Decimal = number / 1000 if ms else number
     return datetime.fromtimestamp(float(seconds), UTC)
 
 
