@@ -155,3 +155,95 @@ async def _wait_retained_state(broker: Broker, expected: dict[str, str]) -> None
             return
         await asyncio.sleep(0.1)
     pytest.fail(f"{topic} never became {expected}: {found.get(topic)}")
+
+
+async def test_ingestion_waits_for_a_connected_broker_that_falls_behind_not_for_a_lost_one(
+    broker: Broker,
+):
+    """``Outbox.room`` (what links await before handing on frames): past ``ingest_limit``
+    waiting events a connected broker that does not keep up makes ingestion wait, until half
+    are sent; a broker not connected never does (the outbox keeps what comes, up to capacity)."""
+    outbox = Outbox(10_000, ingest_limit=10)
+    topic = f"{BASE}/acc/trade"
+    n = 0
+
+    def put(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+            n += 1
+
+    for _ in range(30):  # no broker yet: taken without waiting
+        await asyncio.wait_for(outbox.room(), 1)
+        put(1)
+    async with (
+        MqttRecorder(broker.host, broker.port, (topic,)) as rec,
+        TcpProxy(broker.host, broker.port) as proxy,
+        asyncio.TaskGroup() as tg,
+    ):
+        pub = publisher(proxy.host, proxy.port, outbox, max_inflight=1)
+        task = tg.create_task(pub.run())
+        await rec.wait_for(lambda ms: len(ms) >= 30, timeout=10, what="the first 30")
+        proxy.stall()  # connected, but the broker's acknowledgements stop coming
+        put(15)
+        waiting = asyncio.ensure_future(outbox.room())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # over the limit and the broker behind: ingestion waits
+        assert outbox.ingest_waits == 1
+        proxy.resume()
+        await asyncio.wait_for(waiting, 5)  # it caught up with half of them
+        assert outbox.pending_events <= 5
+        proxy.stall()
+        put(15)
+        waiting = asyncio.ensure_future(outbox.room())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        proxy.drop_all()  # the broker is lost (and stays unreachable while stalled)
+        await asyncio.wait_for(waiting, 5)
+        assert not pub.connected.is_set()
+        for _ in range(40):
+            await asyncio.wait_for(outbox.room(), 1)  # no waiting while it is unreachable
+            put(1)
+        proxy.resume()
+        await rec.wait_for(lambda ms: len({m.json()["id"] for m in ms}) >= n, timeout=20)
+        pub.stop(flush_timeout=1)
+        await task
+    assert n == 100
+    assert list(dict.fromkeys(ids(rec, topic))) == [f"e-{i}" for i in range(n)]
+    assert outbox.dropped == 0
+
+
+async def test_ingestion_waits_a_bounded_time_for_a_broker_that_takes_nothing(
+    broker: Broker, caplog
+):
+    """A connected broker that stops taking events makes links wait ``ingest_wait_max`` at
+    most (longer, and upstreams close connections whose pongs sit unread): then it is said,
+    the outbox keeps what comes, and nobody waits until the broker catches up."""
+    outbox = Outbox(10_000, ingest_limit=10, ingest_wait_max=0.3)
+    topic = f"{BASE}/acc/trade"
+    async with (
+        MqttRecorder(broker.host, broker.port, (topic,)) as rec,
+        TcpProxy(broker.host, broker.port) as proxy,
+        asyncio.TaskGroup() as tg,
+    ):
+        pub = publisher(proxy.host, proxy.port, outbox, max_inflight=1, keepalive=30)
+        task = tg.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        proxy.stall()
+        for n in range(20):
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+        began = asyncio.get_running_loop().time()
+        await asyncio.wait_for(outbox.room(), 2)
+        assert 0.25 < asyncio.get_running_loop().time() - began < 1.5
+        assert (
+            "the MQTT broker is 19 events behind and caught up with none for 0.3 s" in caplog.text
+        )
+        for n in range(20, 500):  # still connected and silent: nobody waits now
+            await asyncio.wait_for(outbox.room(), 0.1)
+            outbox.put_event(topic, event(n), 1, key=f"e-{n}")
+        assert outbox.ingest_waits == 1
+        proxy.resume()
+        await rec.wait_for(lambda ms: len({m.json()["id"] for m in ms}) >= 500, timeout=20)
+        pub.stop(flush_timeout=1)
+        await task
+    assert list(dict.fromkeys(ids(rec, topic))) == [f"e-{n}" for n in range(500)]

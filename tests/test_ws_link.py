@@ -24,6 +24,7 @@ from bridge.api import (
 )
 from bridge.links.link_state import LinkStatus
 from bridge.links.reconnect import RetryPolicy
+from bridge.links.session import PROCESS_BATCH
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.context import InstanceContext
@@ -312,6 +313,39 @@ async def test_a_backlog_longer_than_the_keepalive_timeout_is_not_a_dead_connect
     await until(lambda: len(hub.ids()) >= 1000, timeout=15)
     await asyncio.sleep(0.3)  # keepalives go on once the backlog is gone
     assert hub.ids() == [str(n) for n in range(1000)]
+    assert sim.connects == 1, hub.links()
+    assert [s for s, _ in hub.links()] == ["connecting", "connected"]
+    await stop_link(group, task, link)
+
+
+async def test_a_burst_faster_than_the_broker_waits_in_the_connection_and_loses_nothing(sim):
+    """While the broker is connected but behind (``Outbox.room``), the link stops handing on
+    frames: the burst waits unread in the upstream connection, not in memory, the keepalive
+    does not call that a dead connection, and once the broker catches up every frame comes,
+    in order, on the same connection."""
+    provider = EchoProvider("echo", EchoSettings())
+    provider.keepalive_interval = 0.05  # type: ignore[misc]
+    sim.on_auth = [{"type": "event", "n": n} for n in range(3000)]
+    link, hub, _ = make_link(sim, provider, queue_size=10)
+    outbox = hub.outbox
+    outbox.ingest_limit = 100
+    outbox.draining(True)  # a broker connection that takes nothing for now
+    group, task = await run_link(link)
+    await until(lambda: len(hub.ids()) >= 100)
+    await asyncio.sleep(0.5)  # ten keepalive timeouts
+    held = len(hub.ids())
+    assert held < 100 + PROCESS_BATCH  # one batch past the limit at most
+    assert outbox.pending_events == held
+
+    async def broker() -> None:
+        while True:
+            outbox.done(await outbox.get())
+
+    drain = asyncio.ensure_future(broker())
+    await until(lambda: len(hub.ids()) >= 3000, timeout=15)
+    drain.cancel()
+    assert hub.ids() == [str(n) for n in range(3000)]
+    assert outbox.ingest_waits >= 1
     assert sim.connects == 1, hub.links()
     assert [s for s, _ in hub.links()] == ["connecting", "connected"]
     await stop_link(group, task, link)

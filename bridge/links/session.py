@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from bridge.links.reconnect import Reconnector, RetryPolicy, StateReport
@@ -23,9 +23,20 @@ the loop next to the publisher's 64 workers: the backlog would then pile up in T
 delays the upstream's pongs until the keepalive kills the connection (1011)."""
 
 
-async def process_forever(queue: asyncio.Queue[T], handle: Callable[[T], None]) -> None:
-    """Hand queued frames to ``handle``, up to ``PROCESS_BATCH`` per turn of the loop."""
+async def process_forever(
+    queue: asyncio.Queue[T],
+    handle: Callable[[T], None],
+    room: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Hand queued frames to ``handle``, up to ``PROCESS_BATCH`` per turn of the loop.
+
+    With ``room``, each batch waits for it first (the broker keeps up): a link that can leave
+    frames unread in its connection passes it, so a burst waits there, not in memory. Socket.IO
+    cannot (python-socketio runs every message's handler at once), so it does not.
+    """
     while True:
+        if room is not None:
+            await room()
         handle(await queue.get())
         for _ in range(PROCESS_BATCH - 1):
             if queue.empty():
@@ -78,6 +89,10 @@ class LinkContext(StateReport, Protocol):
 
     def deliver(self, frame: Any) -> None:
         """Hand one frame to ``parse`` and publish what it yields."""
+        ...
+
+    async def room(self) -> None:
+        """Return once more frames may be delivered (the broker keeps up with the events)."""
         ...
 
 

@@ -293,7 +293,8 @@ class WebSocketLink(SessionLink):
                     async with asyncio.TaskGroup() as tg:
                         tg.create_task(self._receive(conn, queue), name="ws-receive")
                         tg.create_task(
-                            process_forever(queue, self._deliver_item), name="ws-process"
+                            process_forever(queue, self._deliver_item, self.ctx.room),
+                            name="ws-process",
                         )
                         tg.create_task(self._hooks(conn), name="ws-hooks")
                         if self.renew is not None:

@@ -136,6 +136,7 @@ class Publisher:
             try:
                 clean = await self._connected_session(client)
             finally:
+                self.outbox.draining(False)
                 if self.connected.is_set():
                     self.connected.clear()
                     if self._on_connection is not None:
@@ -154,6 +155,7 @@ class Publisher:
         for topic in self._subscriptions:
             await client.subscribe(topic, qos=1)
         self.outbox.republish_state()
+        self.outbox.draining(True)
         self.connected.set()
         if self._on_connection is not None:
             self._on_connection(True)

@@ -27,6 +27,11 @@ from bridge.pipeline.seen_ids import SeenIds
 log = logging.getLogger(__name__)
 
 DROP_LOG_INTERVAL = 10.0
+INGEST_LIMIT = 1_000
+"""Events waiting for a connected broker past which ingestion pauses (``room``)."""
+INGEST_WAIT_MAX = 2.0
+"""Seconds ingestion waits for a broker that takes nothing before the outbox keeps what comes
+(longer, and upstreams would close connections whose pongs sit unread)."""
 
 
 class NotDurable(Exception):
@@ -59,9 +64,14 @@ class Outbox:
         max_bytes: int = 2**26,
         retained: RetainedState | None = None,
         seen: SeenIds | None = None,
+        ingest_limit: int = INGEST_LIMIT,
+        ingest_wait_max: float = INGEST_WAIT_MAX,
     ) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
+        self.ingest_limit = ingest_limit
+        """While the broker takes events, links wait (``room``) past this many waiting."""
+        self.ingest_wait_max = ingest_wait_max
         self.retained = retained if retained is not None else RetainedState()
         self.seen = seen if seen is not None else SeenIds()
         self.persistent = False
@@ -82,6 +92,13 @@ class Outbox:
         self._state_first = False
         self._then: Message | None = None
         """The retained clear that follows the removal notice just handed out."""
+        self._draining = False
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stalled = False
+        """The broker took nothing for ``ingest_wait_max``: nobody waits until it catches up."""
+        self.ingest_waits = 0
+        """How often a link waited for ``room``."""
         self._sync_waiters: list[asyncio.Future[None]] = []
         self.flush_wanted = asyncio.Event()
         """Set when someone waits for durability (``sync``): the journal writes at once."""
@@ -167,6 +184,38 @@ class Outbox:
         self._sync_waiters.append(waiter)
         self.flush_wanted.set()
         await waiter
+
+    async def room(self) -> None:
+        """Return once the broker keeps up: at once, unless it is connected and more than
+        ``ingest_limit`` events wait for it (then once half of them are sent).
+
+        Links call this before handing on more frames, so a burst faster than the broker takes
+        it waits in the upstream connection, not in memory. Nothing waits while the broker is
+        unreachable, nor past ``ingest_wait_max`` for one that takes nothing: the outbox then
+        keeps what comes, up to its capacity.
+        """
+        if not self._draining or self._stalled or len(self._events) < self.ingest_limit:
+            return
+        self.ingest_waits += 1
+        self._room.clear()
+        try:
+            await asyncio.wait_for(self._room.wait(), self.ingest_wait_max)
+        except TimeoutError:
+            self._stalled = True
+            log.warning(
+                "the MQTT broker is %d events behind and caught up with none for %.1f s: links "
+                "no longer wait for it, the outbox keeps what comes (up to %d events)",
+                len(self._events),
+                self.ingest_wait_max,
+                self.capacity,
+            )
+
+    def draining(self, connected: bool) -> None:
+        """The publisher's word: the broker connection is up (it drains) or lost."""
+        self._draining = connected
+        self._stalled = False
+        if not connected:
+            self._room.set()
 
     def above(self, fraction: float) -> bool:
         """True when the event queue is fuller than ``fraction`` of its count or byte bound."""
@@ -285,6 +334,11 @@ class Outbox:
             self._state_turn = True
             msg = self._events.popleft()
             self._bytes -= len(msg.payload)
+            if len(self._events) <= self.ingest_limit // 2 and (
+                self._stalled or not self._room.is_set()
+            ):
+                self._room.set()
+                self._stalled = False
         else:
             self._state_first = False
             return None

@@ -52,6 +52,10 @@ class ConnectionContext:
         """Parse one frame and publish its events."""
         self._ctx.deliver(frame, account=self._account)
 
+    async def room(self) -> None:
+        """Return once the broker keeps up with the events (see ``Outbox.room``)."""
+        await self._ctx.hub.outbox.room()
+
     def report(self, state: LinkStateName, error: str | None = None) -> None:
         """The transport's state."""
         self.status.report(state, error)
