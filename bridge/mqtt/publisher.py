@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 
 from bridge.config.settings import MqttSettings
 from bridge.links.backoff import Backoff
+from bridge.mqtt.pubacks import FastPubacks
 from bridge.mqtt.socket_reads import BufferedReads
 from bridge.mqtt.socket_writes import BatchedWrites
 from bridge.mqtt.topics import TopicMap
@@ -127,6 +128,7 @@ class Publisher:
         client.pending_calls_threshold = s.max_inflight + 16
         BatchedWrites(client, asyncio.get_running_loop()).install()
         BufferedReads(client).install()
+        FastPubacks(client).install()
         return client
 
     async def _session(self) -> None:
