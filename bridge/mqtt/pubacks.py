@@ -16,7 +16,7 @@ any of them is missing, and ``tests/test_pubacks.py`` checks them against the in
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import aiomqtt
 import paho.mqtt.client as mqtt
@@ -44,11 +44,11 @@ class FastPubacks:
             return False
         original = paho._handle_pubackcomp
         success = ReasonCode(PacketTypes.PUBACK)
-        no_properties = Properties(PacketTypes.PUBACK)
+        no_properties = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
         logger = paho._logger
         debug = logger is not None and logger.isEnabledFor(logging.DEBUG)
 
-        def handle(cmd: str) -> Any:
+        def handle(cmd: Literal["PUBACK", "PUBCOMP"]) -> Any:
             packet = paho._in_packet["packet"]
             if cmd != "PUBACK" or len(packet) != 2:
                 return original(cmd)
@@ -61,5 +61,5 @@ class FastPubacks:
                     return paho._do_on_publish(mid, success, no_properties)
             return mqtt.MQTT_ERR_SUCCESS
 
-        paho._handle_pubackcomp = handle
+        paho._handle_pubackcomp = handle  # type: ignore[method-assign]
         return True
