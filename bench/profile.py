@@ -68,7 +68,7 @@ def py_spy(pid: int, seconds: float, out: Path, fmt: str) -> None:
     )  # fmt: skip
 
 
-async def profile(rate: float, seconds: float) -> None:
+async def profile(rate: float, seconds: float, qos: int = 1) -> None:
     """Run the daemon against the simulator at ``rate`` events/s (0: as fast as possible)."""
     RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="f2m-profile-") as tmp:
@@ -77,12 +77,14 @@ async def profile(rate: float, seconds: float) -> None:
         broker.start()
         try:
             async with HibachiSimulator(expiry=60) as sim:
-                config = daemon_config(work, broker, sim, 1)
+                config = daemon_config(work, broker, sim, qos)
                 async with DaemonProcess(config, work / "daemon") as daemon:
                     await daemon.wait_ready(30)
                     await sim.wait_until(lambda: sim.starts >= 1, timeout=30)
                     n = int((rate or 20_000) * (2 * seconds + 3))  # both recordings under load
-                    name = f"profile-{int(rate) if rate else 'saturation'}"
+                    name = f"profile-{int(rate) if rate else 'saturation'}" + (
+                        "-qos0" if qos == 0 else ""
+                    )
                     blast = asyncio.create_task(sim.blast(ACCOUNT, n, rate or None, 0))
                     await asyncio.sleep(1)
                     svg, raw = RESULTS / f"{name}.svg", work / f"{name}.txt"
@@ -105,6 +107,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s; 0 = saturation")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--qos", type=int, default=1, choices=(0, 1))
     args = parser.parse_args()
-    asyncio.run(profile(args.rate, args.seconds))
+    asyncio.run(profile(args.rate, args.seconds, args.qos))
     sys.exit(0)

@@ -28,6 +28,11 @@ INTERNALS = ("_handle_pubackcomp", "_in_packet", "_out_messages", "_out_message_
              "_do_on_publish", "_protocol", "_logger", "_easy_log")  # fmt: skip
 """What the fast path uses of paho's client."""
 
+SUCCESS = ReasonCode(PacketTypes.PUBACK)
+"""The one reason code of every MQTT 3.1.1 acknowledgement, shared (callbacks only read it)."""
+NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+"""The properties of every MQTT 3.1.1 acknowledgement: none."""
+
 
 class FastPubacks:
     """Takes over one client's PUBACK handling under MQTT 3.1.1."""
@@ -43,8 +48,6 @@ class FastPubacks:
         if not all(hasattr(paho, name) for name in INTERNALS) or paho._protocol == mqtt.MQTTv5:
             return False
         original = paho._handle_pubackcomp
-        success = ReasonCode(PacketTypes.PUBACK)
-        no_properties = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
         logger = paho._logger
         debug = logger is not None and logger.isEnabledFor(logging.DEBUG)
 
@@ -58,7 +61,7 @@ class FastPubacks:
             self.handled += 1
             with paho._out_message_mutex:
                 if mid in paho._out_messages:
-                    return paho._do_on_publish(mid, success, no_properties)
+                    return paho._do_on_publish(mid, SUCCESS, NO_PROPERTIES)
             return mqtt.MQTT_ERR_SUCCESS
 
         paho._handle_pubackcomp = handle  # type: ignore[method-assign]
