@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 
 from bridge.config.settings import WebhookSettings
 from bridge.links.webhook_server import WebhookRoute, WebhookServer
@@ -221,4 +223,46 @@ def test_acknowledgements_out_of_order_delete_exactly_their_events(tmp_path):
     loaded = Journal(tmp_path, 1000).open()
     assert [seq for seq, *_ in loaded.events] == [4, 6, 8]
     assert loaded.delivered == ["k7", "k2", "k3", "k1", "k5"]  # in the order acknowledged
+    journal.close()
+
+
+def test_delivered_ids_are_kept_up_to_the_capacity_in_runs(tmp_path):
+    """One row per write; the newest ``capacity`` ids survive, in the order acknowledged."""
+    journal = Journal(tmp_path, 5)
+    journal.open()
+    for run in range(4):
+        journal.write(Batch(delivered=[f"k{run * 3 + i}" for i in range(3)]))
+    assert Journal(tmp_path, 5).open().delivered == ["k7", "k8", "k9", "k10", "k11"]
+    journal.close()
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    assert db.execute("SELECT COUNT(*) FROM delivered_runs").fetchone()[0] == 2  # 6 keys >= 5
+    db.close()
+
+
+def test_delivered_ids_of_an_earlier_version_are_read_and_then_forgotten_in_turn(tmp_path):
+    """A state file written one id per row (with the old UNIQUE index) keeps its ids: older
+    than every new one, and dropped as the new ones fill the capacity."""
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute("CREATE TABLE delivered (seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
+    db.executemany("INSERT INTO delivered (key) VALUES (?)", [(f"old{n}",) for n in range(4)])
+    db.commit()
+    db.close()
+    journal = Journal(tmp_path, 6)
+    assert journal.open().delivered == ["old0", "old1", "old2", "old3"]
+    journal.write(Batch(delivered=["new0", "new1", "new2"]))
+    assert Journal(tmp_path, 6).open().delivered == ["old1", "old2", "old3", "new0", "new1", "new2"]
+    journal.write(Batch(delivered=["new3", "new4", "new5"]))
+    assert Journal(tmp_path, 6).open().delivered == [f"new{n}" for n in range(6)]
+    journal.close()
+
+
+def test_a_failed_write_leaves_no_trace_of_its_delivered_ids(tmp_path):
+    """The transaction rolls back whole; the next write and the next start agree with the file."""
+    journal = Journal(tmp_path, 4)
+    journal.open()
+    journal.write(Batch(delivered=["a", "b"]))
+    with pytest.raises(sqlite3.IntegrityError):  # a retained row without its instance
+        journal.write(Batch(delivered=["c", "d"], owned=[("t", None, None, None)]))  # type: ignore[list-item]
+    journal.write(Batch(delivered=["e", "f", "g"]))
+    assert Journal(tmp_path, 4).open().delivered == ["b", "e", "f", "g"]
     journal.close()

@@ -7,9 +7,12 @@ transaction (puts before deletes, so an event written and delivered in the same 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import sqlite3
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +25,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL, payload BLOB NOT NULL,
     qos INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered_runs (
+    seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, keys TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS retained (
     topic TEXT PRIMARY KEY, instance TEXT NOT NULL, account TEXT, payload BLOB);
 """
-"""``delivered.seq`` is the rowid, so forgetting the oldest ids is a range delete. A key is
-written once (``SeenIds`` hands over only keys it did not know), so it needs no index; files of
-earlier versions have one (``UNIQUE``), which ``INSERT OR IGNORE`` respects."""
+"""Delivered ids are written one row per write (``delivered_runs``: a JSON array of the keys
+acknowledged since the last write, in order), not one row per id: under load a write carries
+hundreds. The oldest runs are deleted while the newer ones hold ``delivered_capacity`` keys.
+``delivered`` (one key per row) is what earlier versions wrote: read, older than every run,
+and forgotten the same way; nothing is added to it."""
 
 EventRow = tuple[int, str | None, str, bytes, int]
 """seq, dedup key, topic, payload, qos."""
@@ -90,6 +97,11 @@ class Journal:
         self.delivered_capacity = delivered_capacity
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._runs: deque[tuple[int, int]] = deque()
+        """(seq, number of keys) of each ``delivered_runs`` row, oldest first."""
+        self._run_keys = 0
+        self._legacy = 0
+        """Rows left in the one-key-per-row ``delivered`` table of earlier versions."""
 
     def open(self) -> Loaded:
         """Open (or create) the file and read what the previous run left."""
@@ -102,14 +114,7 @@ class Journal:
             events = db.execute(
                 "SELECT seq, key, topic, payload, qos FROM outbox ORDER BY seq"
             ).fetchall()
-            delivered = [
-                key
-                for (key,) in db.execute(
-                    "SELECT key FROM (SELECT key, seq FROM delivered ORDER BY seq DESC LIMIT ?)"
-                    " ORDER BY seq",
-                    (self.delivered_capacity,),
-                )
-            ]
+            delivered = self._read_delivered(db)
             owned = db.execute("SELECT topic, instance, account, payload FROM retained").fetchall()
         except BaseException:
             db.close()
@@ -128,6 +133,54 @@ class Journal:
             [(t, i, a, bytes(p) if p is not None else None) for t, i, a, p in owned],
         )
 
+    def _read_delivered(self, db: sqlite3.Connection) -> list[str]:
+        """The newest ``delivered_capacity`` keys, oldest first: earlier versions' rows, then
+        the runs."""
+        capacity = self.delivered_capacity
+        runs = db.execute("SELECT seq, n, keys FROM delivered_runs ORDER BY seq").fetchall()
+        self._count_runs(db)
+        keys: list[str] = []
+        for _, _, text in runs:
+            keys.extend(json.loads(text))
+        legacy = [
+            key
+            for (key,) in db.execute(
+                "SELECT key FROM (SELECT key, seq FROM delivered ORDER BY seq DESC LIMIT ?)"
+                " ORDER BY seq",
+                (max(capacity - len(keys), 0),),
+            )
+        ]
+        return (legacy + keys)[-capacity:] if capacity else []
+
+    def _count_runs(self, db: sqlite3.Connection) -> None:
+        """What the file holds of delivered ids: its runs and the rows of earlier versions."""
+        runs = db.execute("SELECT seq, n FROM delivered_runs ORDER BY seq").fetchall()
+        self._runs = deque((int(seq), int(n)) for seq, n in runs)
+        self._run_keys = sum(n for _, n in self._runs)
+        self._legacy = int(db.execute("SELECT COUNT(*) FROM delivered").fetchone()[0])
+
+    def _write_delivered(self, db: sqlite3.Connection, keys: list[str]) -> None:
+        """One run of keys; then forget the oldest runs (and rows) past the capacity."""
+        cursor = db.execute(
+            "INSERT INTO delivered_runs (n, keys) VALUES (?, ?)", (len(keys), json.dumps(keys))
+        )
+        assert cursor.lastrowid is not None
+        self._runs.append((cursor.lastrowid, len(keys)))
+        self._run_keys += len(keys)
+        capacity = self.delivered_capacity
+        oldest = None
+        while self._runs and self._run_keys - self._runs[0][1] >= capacity:
+            oldest, n = self._runs.popleft()
+            self._run_keys -= n
+        if oldest is not None:
+            db.execute("DELETE FROM delivered_runs WHERE seq <= ?", (oldest,))
+        if self._legacy:
+            keep = max(capacity - self._run_keys, 0)
+            db.execute(
+                "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?", (keep,)
+            )
+            self._legacy = min(self._legacy, keep)
+
     def write(self, batch: Batch) -> None:
         """Commit ``batch`` in one transaction."""
         with self._lock:
@@ -145,14 +198,7 @@ class Journal:
                 if batch.gone:
                     db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", runs(batch.gone))
                 if batch.delivered:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO delivered (key) VALUES (?)",
-                        [(k,) for k in batch.delivered],
-                    )
-                    db.execute(
-                        "DELETE FROM delivered WHERE seq <= (SELECT MAX(seq) FROM delivered) - ?",
-                        (self.delivered_capacity,),
-                    )
+                    self._write_delivered(db, batch.delivered)
                 if batch.owned:
                     db.executemany(
                         "INSERT OR REPLACE INTO retained (topic, instance, account, payload)"
@@ -169,6 +215,8 @@ class Journal:
                 # a ROLLBACK then fails and its error would hide the real one (a full disk)
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._count_runs(db)  # what the rolled-back transaction did not write
                 raise
 
     def close(self) -> None:
