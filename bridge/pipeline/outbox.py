@@ -27,7 +27,7 @@ from bridge.pipeline.seen_ids import SeenIds
 log = logging.getLogger(__name__)
 
 DROP_LOG_INTERVAL = 10.0
-INGEST_LIMIT = 1_000
+INGEST_LIMIT = 256
 """Events waiting for a connected broker past which ingestion pauses (``room``)."""
 INGEST_WAIT_MAX = 2.0
 """Seconds ingestion waits for a broker that takes nothing before the outbox keeps what comes
