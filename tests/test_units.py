@@ -14,6 +14,7 @@ from bridge.links.backoff import Backoff
 from bridge.model.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
 from bridge.mqtt.topics import TopicMap, slug
 from bridge.pipeline.outbox import Outbox
+from bridge.pipeline.seen_ids import SeenIds
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -201,3 +202,18 @@ async def test_snapshot_replaces_the_retained_state_it_covers():
     assert outbox.state("b/h/a/balance/usdt") not in (None, b"")  # not covered: untouched
     assert outbox.state("b/h/z/position/btc") not in (None, b"")  # another account: untouched
     assert not outbox.retained.topics(("b/h/a/snapshot",))
+
+
+def test_seen_ids_keep_at_least_the_newest_capacity_and_refresh_a_repeat():
+    seen = SeenIds(100)
+    for n in range(200):
+        seen.commit(f"k{n}")
+    assert all(f"k{n}" in seen for n in range(100, 200))  # the newest 100, always
+    assert "k0" not in seen
+    assert 100 <= len(seen) <= 100 + seen.slack
+    seen.commit("k100")  # acknowledged again: the newest now
+    for n in range(200, 290):
+        seen.commit(f"k{n}")
+    assert "k100" in seen
+    assert "k101" not in seen
+    assert seen.take_unsaved() == []  # not persistent: nothing for the journal

@@ -6,16 +6,23 @@ process was never committed, so the upstream's replay of it is delivered.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
+from itertools import islice
 
 
 class SeenIds:
-    """The last ``capacity`` delivered event keys; ``take_unsaved`` feeds the journal."""
+    """The last ``capacity`` delivered event keys (and up to ``slack`` more); ``take_unsaved``
+    feeds the journal.
+
+    A plain dict in commit order: less than half the memory of an ``OrderedDict`` per key
+    (38 bytes against 91, besides the key). A dict cannot drop its oldest entry cheaply, so the
+    oldest are dropped ``slack`` at a time, in one pass.
+    """
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._keys: OrderedDict[str, None] = OrderedDict()
+        self.slack = max(capacity // 16, 1)
+        self._keys: dict[str, None] = {}
         self._unsaved: list[str] = []
         self.persistent = False
         """True once keys are kept across restarts (set by whoever writes them)."""
@@ -31,7 +38,8 @@ class SeenIds:
     def commit(self, key: str) -> None:
         """The broker acknowledged the event with ``key``."""
         if key in self._keys:
-            self._keys.move_to_end(key)
+            del self._keys[key]  # the newest again
+            self._keys[key] = None
             return
         self._remember(key)
         if self.persistent:
@@ -44,8 +52,9 @@ class SeenIds:
 
     def _remember(self, key: str) -> None:
         self._keys[key] = None
-        if len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        excess = len(self._keys) - self.capacity
+        if excess > self.slack:
+            self._keys = dict.fromkeys(islice(self._keys, excess, None))
 
     def __len__(self) -> int:
         return len(self._keys)
