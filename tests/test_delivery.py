@@ -247,3 +247,30 @@ async def test_ingestion_waits_a_bounded_time_for_a_broker_that_takes_nothing(
         pub.stop(flush_timeout=1)
         await task
     assert list(dict.fromkeys(ids(rec, topic))) == [f"e-{n}" for n in range(500)]
+
+
+async def test_a_batch_of_publishes_is_acknowledged_without_waiting_for_tcp_timers(broker: Broker):
+    """Five events sent in one turn: the broker answers with five PUBACKs, all but the first
+    held by its Nagle's algorithm until the bridge's TCP acknowledges, which Linux delays up to
+    40 ms when the bridge has nothing to send. The bridge acknowledges at once (TCP_QUICKACK):
+    every round is acknowledged in a few ms, not 40 (the median of 20 rounds is compared with
+    half that)."""
+    outbox = Outbox(1000)
+    topic = f"{BASE}/acc/trade"
+    async with asyncio.TaskGroup() as tg:
+        pub = publisher(broker.host, broker.port, outbox)
+        task = tg.create_task(pub.run())
+        await asyncio.wait_for(pub.connected.wait(), 5)
+        assert await outbox.wait_idle(5)
+        rounds = []
+        loop = asyncio.get_running_loop()
+        for r in range(20):
+            began = loop.time()
+            for n in range(5):
+                outbox.put_event(topic, event(r * 5 + n), 1, key=f"e-{r}-{n}")
+            assert await outbox.wait_idle(5)
+            rounds.append(loop.time() - began)
+            await asyncio.sleep(0.01)
+        pub.stop(flush_timeout=1)
+        await task
+    assert sorted(rounds)[10] < 0.02, [f"{t * 1000:.1f} ms" for t in rounds]

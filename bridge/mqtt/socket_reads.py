@@ -9,16 +9,37 @@ reads from memory.
 ``pending()`` tells what the buffer still holds: aiomqtt's read callback already calls
 ``loop_read`` again while a socket reports pending bytes (it does so for TLS sockets), so nothing
 buffered waits for the socket to become readable again.
+
+Acknowledgements come back without waiting for TCP's timers. A broker that answers several
+publishes read at once writes one PUBACK each, and Nagle's algorithm on its side (mosquitto's
+default) holds all but the first until the bridge's TCP acknowledges it, which Linux delays up
+to 40 ms when the bridge has nothing to send: every turn that sent three or more publishes
+waited 40 ms for their PUBACKs. So each ``recv`` that got data re-arms ``TCP_QUICKACK`` (Linux;
+it does not stay set), and the socket sends without Nagle's delay (``TCP_NODELAY``: the bridge
+batches its own writes).
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 
 CHUNK = 65_536
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _set(sock: Any, option: int | None) -> bool:
+    """Turn a TCP option on; False where there is no such option (not Linux, not TCP)."""
+    if option is None:
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, 1)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 class BufferedSocket:
@@ -28,11 +49,14 @@ class BufferedSocket:
         self._sock = sock
         self._buffer = b""
         self._pos = 0
+        self._quickack = _set(sock, socket.TCP_NODELAY) and _set(sock, QUICKACK)
 
     def recv(self, size: int) -> bytes:
         """Up to ``size`` bytes; raises what the socket raises when it has nothing (EAGAIN)."""
         if self._pos >= len(self._buffer):
             data: bytes = self._sock.recv(max(size, CHUNK))
+            if self._quickack and data:
+                self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
             if len(data) <= size:
                 return data  # also b"": the connection closed
             self._buffer, self._pos = data, 0
