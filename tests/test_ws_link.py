@@ -201,7 +201,9 @@ async def test_connects_authenticates_and_delivers(sim):
     sim.on_auth = [{"type": "event", "n": 1}, {"type": "event", "n": 2}]
     link, hub, _ = make_link(sim)
     group, task = await run_link(link)
-    await until(lambda: hub.ids() == ["1", "2"])
+    # the frames that follow the auth reply may be parsed before on_connect resumes to report
+    # ``connected``: wait for both
+    await until(lambda: hub.ids() == ["1", "2"] and len(hub.links()) >= 2)
     assert hub.links() == [("connecting", None), ("connected", None)]
     assert sim.received[0] == {"type": "auth", "token": "good", "id": 1}
     await stop_link(group, task, link)

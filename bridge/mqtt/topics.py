@@ -109,6 +109,8 @@ class TopicMap:
     def for_event(self, event: AnyEvent) -> str:
         """The topic an event is published on."""
         owner = self.owner(event.provider, event.account)
+        if not event.retained:  # events: one topic per kind
+            return f"{owner}/{event.kind}"
         match event:
             case LinkStateEvent():
                 return f"{owner}/link"

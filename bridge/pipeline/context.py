@@ -111,16 +111,18 @@ class InstanceContext:
             events = frame_events(self.provider, frame, ctx)
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the link
             events = [self._unparsed(frame, ctx, exc)]
-        self.emit(events, account)
+        self._publish(events, account, ctx.received_at)
 
     def emit(self, events: Iterable[AnyEvent], account: str | None = None) -> None:
         """Publish events built outside ``parse`` (counted as received by ``account``'s link)."""
-        events = list(events)
+        self._publish(list(events), account, self._clock())
+
+    def _publish(self, events: list[AnyEvent], account: str | None, now: datetime) -> None:
         traffic = self.traffic.get(account)
         if traffic is None:
             traffic = self.traffic[account] = Traffic()
         traffic.events += len(events)
-        traffic.last = self._clock()
+        traffic.last = now
         remember_statuses(self.statuses, events)
         self.hub.submit(events)
 
