@@ -119,7 +119,9 @@ class Publisher:
             identifier=s.client_id,
             will=aiomqtt.Will(self.topics.bridge_state, OFFLINE, qos=1, retain=True),
             keepalive=s.keepalive,
-            max_inflight_messages=s.max_inflight,
+            # unlimited in paho: the send loop keeps the window (``max_inflight``) itself, and
+            # with a limit paho scans every message in flight on every PUBACK for queued ones
+            max_inflight_messages=0,
             tls_params=tls,
             tls_insecure=s.tls.insecure if s.tls.enabled else None,
             logger=logging.getLogger("fin2mqtt.mqtt"),
