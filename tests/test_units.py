@@ -217,3 +217,21 @@ def test_seen_ids_keep_at_least_the_newest_capacity_and_refresh_a_repeat():
     assert "k100" in seen
     assert "k101" not in seen
     assert seen.take_unsaved() == []  # not persistent: nothing for the journal
+
+
+def test_details_take_json_data_only_and_keep_a_copy():
+    nested = {"a": [1, 2.5, "x", None, True, {"b": "c"}]}
+    event = TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
+                             details=nested)  # fmt: skip
+    assert event.details == nested
+    nested["a"].append("later")  # the plugin's own dict changing afterwards
+    assert event.details["a"][-1] == {"b": "c"}
+    with pytest.raises(ValidationError, match=r"details\.amount is not a JSON value but a Decimal"):
+        TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
+                         details={"amount": Decimal("1")})  # fmt: skip
+    with pytest.raises(ValidationError, match=r"details\.a\[1\] is not a JSON value but a tuple"):
+        TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
+                         details={"a": [1, (2, 3)]})  # fmt: skip
+    with pytest.raises(ValidationError, match="has a key that is not a string: 1"):
+        TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
+                         details={1: "x"})  # fmt: skip
