@@ -41,6 +41,8 @@ async def process_forever(
         for _ in range(PROCESS_BATCH - 1):
             if queue.empty():
                 break
+            if room is not None:
+                await room()  # returns at once unless the broker is behind
             handle(queue.get_nowait())
 
 
