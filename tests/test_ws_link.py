@@ -24,7 +24,6 @@ from bridge.api import (
 )
 from bridge.links.link_state import LinkStatus
 from bridge.links.reconnect import RetryPolicy
-from bridge.links.session import PROCESS_BATCH
 from bridge.links.websocket import Endpoint, WebSocketLink, WebSocketOptions
 from bridge.mqtt.topics import TopicMap
 from bridge.pipeline.context import InstanceContext
@@ -336,7 +335,7 @@ async def test_a_burst_faster_than_the_broker_waits_in_the_connection_and_loses_
     await until(lambda: len(hub.ids()) >= 100)
     await asyncio.sleep(0.5)  # ten keepalive timeouts
     held = len(hub.ids())
-    assert held < 100 + PROCESS_BATCH  # one batch past the limit at most
+    assert held == 100  # the limit, exactly: room is asked before every frame
     assert outbox.pending_events == held
 
     async def broker() -> None:
