@@ -132,7 +132,7 @@ def _listed(value: str | None, listed: tuple[str, ...]) -> str:
 
 def stable_id(*parts: object) -> str:
     """Derive a short deterministic id from the parts that make an event unique."""
-    digest = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=12)
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=12)
     return digest.hexdigest()
 
 

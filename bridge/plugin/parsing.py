@@ -50,8 +50,11 @@ def frame_events(provider: Provider[Any], frame: Any, ctx: ParseContext) -> list
         events = [ctx.raw(raw_name(frame), frame, error=str(exc) or None)]
     if events is None:
         events = [ctx.raw(raw_name(frame), frame)]
-    if not any(isinstance(e, RawEvent) for e in events):
-        return list(events)
+    for event in events:
+        if isinstance(event, RawEvent):
+            break
+    else:
+        return list(events)  # nothing raw: nothing to redact (the common case, no generator)
     keys = sensitive_keys(provider)
     return [safe_raw(e, keys, ctx.account) if isinstance(e, RawEvent) else e for e in events]
 
