@@ -226,12 +226,14 @@ def test_details_take_json_data_only_and_keep_a_copy():
     assert event.details == nested
     nested["a"].append("later")  # the plugin's own dict changing afterwards
     assert event.details["a"][-1] == {"b": "c"}
-    with pytest.raises(ValidationError, match=r"details\.amount is not a JSON value but a Decimal"):
+    with pytest.raises(ValidationError, match=r"details\.amount"):
         TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
                          details={"amount": Decimal("1")})  # fmt: skip
-    with pytest.raises(ValidationError, match=r"details\.a\[1\] is not a JSON value but a tuple"):
+    with pytest.raises(
+        ValidationError, match=r"details\.a\.list\.1\n  input was not a valid JSON value"
+    ):
         TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
                          details={"a": [1, (2, 3)]})  # fmt: skip
-    with pytest.raises(ValidationError, match="has a key that is not a string: 1"):
+    with pytest.raises(ValidationError, match=r"details\.1\.\[key\]"):
         TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
                          details={1: "x"})  # fmt: skip

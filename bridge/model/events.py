@@ -22,7 +22,6 @@ from pydantic import (
     Field,
     JsonValue,
     PlainSerializer,
-    PlainValidator,
     computed_field,
     model_validator,
 )
@@ -67,34 +66,6 @@ def _utc(value: datetime) -> datetime:
 
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 """A datetime always aware and in UTC, whatever the plugin passed."""
-
-
-def _json_value(value: Any, where: str) -> Any:
-    """``value`` if it is JSON data (containers copied), else ValueError naming ``where``."""
-    if value is None or isinstance(value, str | int | float):
-        return value
-    if isinstance(value, dict):
-        return _json_object(value, where)
-    if isinstance(value, list):
-        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise ValueError(f"{where} is not a JSON value but a {type(value).__name__}")
-
-
-def _json_object(value: Any, where: str = "details") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{where} must be a JSON object, not a {type(value).__name__}")
-    out = {}
-    for key, item in value.items():
-        if not isinstance(key, str):
-            raise ValueError(f"{where} has a key that is not a string: {key!r}")
-        out[key] = _json_value(item, f"{where}.{key}")
-    return out
-
-
-Details = Annotated[dict[str, JsonValue], PlainValidator(_json_object)]
-"""An event's ``details``: a JSON object (string keys; strings, numbers, booleans, null, lists
-and objects), copied. Checked by one Python function: pydantic's recursive ``JsonValue`` union
-was a third of the cost of making an event."""
 
 
 TRANSACTION_EVENT_TYPES: tuple[str, ...] = (
@@ -179,7 +150,7 @@ class BalanceEvent(BaseEvent):
     total: Money
     available: Money | None = None
     locked: Money | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class TransactionEvent(BaseEvent):
@@ -193,7 +164,7 @@ class TransactionEvent(BaseEvent):
     asset: str | None = None
     amount: Money | None = None
     tx_hash: str | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -216,7 +187,7 @@ class OrderEvent(BaseEvent):
     quantity: Money | None = None
     filled_quantity: Money | None = None
     remaining_quantity: Money | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -238,7 +209,7 @@ class TradeEvent(BaseEvent):
     quantity: Money | None = None
     fee: Money | None = None
     realized_pnl: Money | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -259,7 +230,7 @@ class PositionEvent(BaseEvent):
     mark_price: Money | None = None
     notional: Money | None = None
     unrealized_pnl: Money | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class AccountStatusEvent(BaseEvent):
@@ -273,7 +244,7 @@ class AccountStatusEvent(BaseEvent):
     """Normalized value, e.g. ``not_started`` / ``pending`` / ``verified``."""
     raw: JsonValue = None
     """The upstream value as sent, for consumers that want it."""
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class MarketPriceEvent(BaseEvent):
@@ -285,7 +256,7 @@ class MarketPriceEvent(BaseEvent):
     price: Money | None = None
     bid: Money | None = None
     ask: Money | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class OrderBookLevel(BaseModel):
@@ -304,7 +275,7 @@ class OrderBookEvent(BaseEvent):
     market: str
     bids: tuple[OrderBookLevel, ...] = ()
     asks: tuple[OrderBookLevel, ...] = ()
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class NotificationEvent(BaseEvent):
@@ -315,7 +286,7 @@ class NotificationEvent(BaseEvent):
     severity: Literal["info", "warning", "error"] = "info"
     title: str | None = None
     message: str | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -337,7 +308,7 @@ class LinkStateEvent(BaseEvent):
     state: LinkStateName
     since: UtcTime
     error: str | None = None
-    details: Details = Field(default_factory=dict)
+    details: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class RawEvent(BaseEvent):
