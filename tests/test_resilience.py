@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
+from fin2mqtt_hibachi.simulator import HibachiSimulator
 
+from bench.e2e import ACCOUNT
+from bench.e2e import daemon_config as hibachi_config
 from bridge.testing.broker import make_broker
 from bridge.testing.daemon import DaemonProcess
 from bridge.testing.recorder import MqttRecorder, retained
@@ -193,3 +197,26 @@ garbage_at = 1
         assert _ids(recorder, "fin2mqtt/alpha/acc-1/transaction") == ["tx-0", "tx-2", "tx-3"]
         await daemon.terminate()
     assert daemon.log().count("publishing it raw") == 1  # logged once per kind of failure
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_sigterm_during_a_flood_exits_within_the_stop_budget(broker, tmp_path, qos):
+    """An upstream floods far faster than the broker takes it (the daemon's links pause for
+    room, megabytes wait unread in the connection), then SIGTERM: exit 0 within the 4 s stop
+    budget. It used to hang: on Python 3.11 ``asyncio.wait_for`` can swallow a cancellation
+    that arrives as its event is set, so a link cancelled while waiting for room went on
+    waiting for frames. And the upstream's close frame, behind the unread backlog, held the
+    stop for websockets' 10 s close timeout."""
+    async with HibachiSimulator(expiry=60) as sim:
+        config = hibachi_config(tmp_path, broker, sim, qos)
+        async with DaemonProcess(config, tmp_path / "d") as daemon:
+            await daemon.wait_ready(30)
+            await sim.wait_until(lambda: sim.starts >= 1, timeout=30)
+            flood = asyncio.create_task(sim.blast(ACCOUNT, 100_000, None, 0))
+            await asyncio.sleep(3)
+            flood.cancel()
+            began = time.monotonic()
+            await daemon.terminate(8)
+            took = time.monotonic() - began
+    assert daemon.returncode == 0
+    assert took < 6, f"{took:.1f} s"

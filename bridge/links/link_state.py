@@ -120,7 +120,8 @@ class LinkStatus:
                 return False
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
+                async with asyncio.timeout(left):  # not wait_for: see Outbox.room
+                    await self._changed.wait()
             except TimeoutError:
                 return predicate()
         return True

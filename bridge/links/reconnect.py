@@ -165,7 +165,8 @@ class Reconnector:
                 self.on_failure(failure)
             log.debug("%s: %s; next attempt in %.3f s", self.label, failure, delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), delay)
+                async with asyncio.timeout(delay):  # not wait_for: see Outbox.room
+                    await self.closing.wait()
 
     def close(self) -> None:
         """Stop after the current session."""

@@ -93,7 +93,8 @@ class Publisher:
                 delay = backoff.next()
                 log.debug("reconnecting to the broker in %.2f s", delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: see Outbox.room
+                        await self._stopping.wait()
         finally:
             self._running = False
 

@@ -200,7 +200,10 @@ class Outbox:
         self.ingest_waits += 1
         self._room.clear()
         try:
-            await asyncio.wait_for(self._room.wait(), self.ingest_wait_max)
+            # not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives
+            # as the event is set, and a link cancelled at shutdown then waited forever
+            async with asyncio.timeout(self.ingest_wait_max):
+                await self._room.wait()
         except TimeoutError:
             self._stalled = True
             log.warning(
@@ -273,7 +276,8 @@ class Outbox:
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pending or in flight; False on timeout."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see room
+                await self._idle.wait()
         except TimeoutError:
             return False
         return True

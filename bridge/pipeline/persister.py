@@ -48,7 +48,8 @@ class Persister:
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.outbox.flush_wanted.wait(), self.interval)
+                    async with asyncio.timeout(self.interval):  # not wait_for: see Outbox.room
+                        await self.outbox.flush_wanted.wait()
                 await self.write_once()
         finally:
             # cancelled (shutdown): save what is left, after the write still running in its

@@ -363,7 +363,8 @@ class ProviderRunner:
                     self._log.error("provider crashed", exc_info=exc)
                 self._log.warning("%s; restarting in %.1f s", describe(exc), delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: see Outbox.room
+                        await self._stopping.wait()
                 continue
             if self._stopping.is_set():
                 return
