@@ -207,9 +207,10 @@ class Outbox:
         except TimeoutError:
             self._stalled = True
             log.warning(
-                "the MQTT broker is %d events behind and caught up with none for %.1f s: links "
-                "no longer wait for it, the outbox keeps what comes (up to %d events)",
+                "the MQTT broker is %d events behind and has not taken %d of them in %.1f s: "
+                "links no longer wait for it, the outbox keeps what comes (up to %d events)",
                 len(self._events),
+                len(self._events) - self.ingest_limit // 2,
                 self.ingest_wait_max,
                 self.capacity,
             )
