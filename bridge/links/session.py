@@ -30,20 +30,17 @@ async def process_forever(
 ) -> None:
     """Hand queued frames to ``handle``, up to ``PROCESS_BATCH`` per turn of the loop.
 
-    With ``room``, each batch waits for it first (the broker keeps up): a link that can leave
+    With ``room``, each frame waits for it first (the broker keeps up): a link that can leave
     frames unread in its connection passes it, so a burst waits there, not in memory. Socket.IO
     cannot (python-socketio runs every message's handler at once), so it does not.
     """
     while True:
-        if room is not None:
-            await room()
-        handle(await queue.get())
-        for _ in range(PROCESS_BATCH - 1):
-            if queue.empty():
-                break
+        for _ in range(PROCESS_BATCH):
             if room is not None:
                 await room()  # returns at once unless the broker is behind
-            handle(queue.get_nowait())
+            handle(await queue.get())  # no suspension while the queue holds frames
+            if queue.empty():
+                break
 
 
 class Waiters:

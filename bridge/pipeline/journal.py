@@ -137,10 +137,9 @@ class Journal:
         """The newest ``delivered_capacity`` keys, oldest first: earlier versions' rows, then
         the runs."""
         capacity = self.delivered_capacity
-        runs = db.execute("SELECT seq, n, keys FROM delivered_runs ORDER BY seq").fetchall()
         self._count_runs(db)
         keys: list[str] = []
-        for _, _, text in runs:
+        for (text,) in db.execute("SELECT keys FROM delivered_runs ORDER BY seq"):
             keys.extend(json.loads(text))
         legacy = [
             key

@@ -97,7 +97,8 @@ class Outbox:
         self._room = asyncio.Event()
         self._room.set()
         self._stalled = False
-        """The broker took nothing for ``ingest_wait_max``: nobody waits until it catches up."""
+        """The broker did not catch up within ``ingest_wait_max``: nobody waits until it does
+        (``_room`` stays clear meanwhile)."""
         self.ingest_waits = 0
         """How often a link waited for ``room``."""
         self._sync_waiters: list[asyncio.Future[None]] = []
@@ -340,9 +341,7 @@ class Outbox:
             self._state_turn = True
             msg = self._events.popleft()
             self._bytes -= len(msg.payload)
-            if len(self._events) <= self.ingest_limit // 2 and (
-                self._stalled or not self._room.is_set()
-            ):
+            if len(self._events) <= self.ingest_limit // 2 and not self._room.is_set():
                 self._room.set()
                 self._stalled = False
         else:
