@@ -204,19 +204,35 @@ async def test_snapshot_replaces_the_retained_state_it_covers():
     assert not outbox.retained.topics(("b/h/a/snapshot",))
 
 
-def test_seen_ids_keep_at_least_the_newest_capacity_and_refresh_a_repeat():
+def test_seen_ids_keep_exactly_the_newest_capacity_and_refresh_a_repeat():
     seen = SeenIds(100)
     for n in range(200):
         seen.commit(f"k{n}")
-    assert all(f"k{n}" in seen for n in range(100, 200))  # the newest 100, always
-    assert "k0" not in seen
-    assert 100 <= len(seen) <= 100 + seen.slack
+    assert all(f"k{n}" in seen for n in range(100, 200))  # the newest 100
+    assert not any(f"k{n}" in seen for n in range(100))
+    assert len(seen) == 100
     seen.commit("k100")  # acknowledged again: the newest now
-    for n in range(200, 290):
+    seen.commit("k100")
+    for n in range(200, 299):
         seen.commit(f"k{n}")
-    assert "k100" in seen
+    assert "k100" in seen  # its older places were skipped, not taken as its age
     assert "k101" not in seen
+    assert len(seen) == 100
+    seen.commit("k299")
+    assert "k100" not in seen  # now the oldest of 101
+    assert len(seen) == 100
     assert seen.take_unsaved() == []  # not persistent: nothing for the journal
+
+
+def test_seen_ids_load_a_journal_with_repeats_and_save_only_new_commits():
+    seen = SeenIds(3)
+    seen.load(["a", "b", "a", "c", "d"])  # "a" committed twice by an earlier run
+    assert [k in seen for k in "abcd"] == [True, False, True, True]
+    seen.persistent = True
+    seen.commit("c")  # known: nothing new for the journal
+    seen.commit("e")
+    assert seen.take_unsaved() == ["e"]
+    assert [k in seen for k in "acde"] == [False, True, True, True]
 
 
 def test_details_take_json_data_only_and_keep_a_copy():
