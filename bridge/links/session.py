@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 PROCESS_BATCH = 256
 """Frames handled per turn of the event loop. One per turn would give ingestion a tiny share of
-the loop next to the publisher's 64 workers: the backlog would then pile up in TCP, where it
-delays the upstream's pongs until the keepalive kills the connection (1011)."""
+the loop next to the publisher: the backlog would then pile up in TCP, where it delays the
+upstream's pongs until the keepalive kills the connection (1011)."""
 
 
 async def process_forever(
@@ -35,12 +35,17 @@ async def process_forever(
     cannot (python-socketio runs every message's handler at once), so it does not.
     """
     while True:
-        for _ in range(PROCESS_BATCH):
-            if room is not None:
-                await room()  # returns at once unless the broker is behind
-            handle(await queue.get())  # no suspension while the queue holds frames
+        if room is not None:
+            await room()  # returns at once unless the broker is behind
+        handle(await queue.get())  # suspends only while the queue is empty
+        for _ in range(PROCESS_BATCH - 1):
             if queue.empty():
                 break
+            if room is not None:
+                await room()
+            handle(queue.get_nowait())
+        else:
+            await asyncio.sleep(0)  # a full batch: the loop's other tasks (the publisher) run
 
 
 class Waiters:
@@ -90,7 +95,7 @@ class LinkContext(StateReport, Protocol):
         """Hand one frame to ``parse`` and publish what it yields."""
         ...
 
-    async def room(self) -> None:
+    def room(self) -> Awaitable[None]:
         """Return once more frames may be delivered (the broker keeps up with the events)."""
         ...
 

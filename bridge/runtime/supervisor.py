@@ -52,9 +52,10 @@ class ConnectionContext:
         """Parse one frame and publish its events."""
         self._ctx.deliver(frame, account=self._account)
 
-    async def room(self) -> None:
-        """Return once the broker keeps up with the events (see ``Outbox.room``)."""
-        await self._ctx.hub.outbox.room()
+    def room(self) -> Awaitable[None]:
+        """Return once the broker keeps up with the events (``Outbox.room`` itself: links ask
+        before every frame, one coroutine per frame is enough)."""
+        return self._ctx.hub.outbox.room()
 
     def report(self, state: LinkStateName, error: str | None = None) -> None:
         """The transport's state."""
