@@ -155,7 +155,11 @@ class HibachiProvider(Provider[HibachiSettings]):
         this instance holds (another session's, an old one) is ignored, so a healthy stream is
         not dropped.
         """
-        if not isinstance(frame, dict) or event_name(frame) != "stream_expired":
+        if (
+            not isinstance(frame, dict)
+            or "stream_expired" not in (frame.get("event"), frame.get("topic"))  # most frames
+            or event_name(frame) != "stream_expired"
+        ):
             return
         params = frame.get("params")
         key = params.get("listenKey") if isinstance(params, dict) else None

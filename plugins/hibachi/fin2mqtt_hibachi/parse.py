@@ -105,13 +105,16 @@ def _status(value: Any) -> str | None:
     return str(value).lower() if value is not None else None
 
 
+_INEXACT = (Decimal, float)
+
+
 def _details(data: Mapping[str, Any], *used: str) -> dict[str, Any]:
     """The frame's fields not mapped to a normalized field, JSON-safe (ints stay exact)."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key in used:
             continue
-        out[key] = str(value) if isinstance(value, Decimal | float) else value
+        out[key] = str(value) if isinstance(value, _INEXACT) else value
     return out
 
 
@@ -209,9 +212,10 @@ class Malformed(ValueError):
 
 
 def _require(data: Mapping[str, Any], *keys: str) -> None:
-    missing = [k for k in keys if data.get(k) is None]
-    if missing:
-        raise Malformed(f"no {', '.join(missing)}")
+    for key in keys:
+        if data.get(key) is None:
+            missing = [k for k in keys if data.get(k) is None]
+            raise Malformed(f"no {', '.join(missing)}")
 
 
 def _order(f: Frame, status: str) -> list[AnyEvent]:
@@ -457,17 +461,18 @@ def parse_frame(
         snap = result["accountSnapshot"]
         upstream = str(snap.get("account_id")) if isinstance(snap, dict) else "unknown"
         return snapshot(provider, account or alias(upstream), frame, received_at)
-    raw_account = str(frame.get("account", frame.get("sourceAccountId", "unknown")))
-    data = frame.get("data", frame.get("params"))
-    own = account or alias(raw_account)
+    raw = frame["account"] if "account" in frame else frame.get("sourceAccountId", "unknown")
+    raw_account = str(raw)
+    data = frame["data"] if "data" in frame else frame.get("params")
+    named = alias(raw_account)
     f = Frame(
-        provider=provider,
-        account=own,
-        raw_account=raw_account,
-        received_at=received_at,
-        name=event_name(frame),
-        data=data if isinstance(data, dict) else {"value": data},
-        foreign=account is not None and alias(raw_account) != account,
+        provider,
+        account or named,
+        raw_account,
+        received_at,
+        event_name(frame),
+        data if isinstance(data, dict) else {"value": data},
+        account is not None and named != account,
     )
     handler = HANDLERS.get(f.name)
     if handler is None:
