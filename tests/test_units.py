@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.links.backoff import Backoff
+from bridge.links.websocket import decode
 from bridge.model.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
 from bridge.mqtt.topics import TopicMap, slug
 from bridge.pipeline.outbox import Outbox
@@ -253,3 +254,22 @@ def test_details_take_json_data_only_and_keep_a_copy():
     with pytest.raises(ValidationError, match=r"details\.1\.\[key\]"):
         TransactionEvent(provider="p", id="1", received_at=datetime.now(UTC), type="deposit",
                          details={1: "x"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '{"price": 0.1, "id": 12345678901234567890}',
+            {"price": Decimal("0.1"), "id": 12345678901234567890},
+        ),
+        (' {"a": 1}\n', {"a": 1}),  # padded with whitespace: still JSON
+        ('{"a": 1} trailing', '{"a": 1} trailing'),  # not JSON as a whole: as it came
+        ("pong", "pong"),
+        ("", ""),
+    ],
+)
+def test_websocket_text_frames_decode_as_json_with_exact_numbers_or_stay_text(
+    text: str, expected: object
+) -> None:
+    assert decode(text) == expected

@@ -82,7 +82,11 @@ def decode(message: str | bytes) -> Any:
     """A text or binary frame as JSON data (floats as Decimal), or as it came if it is not JSON."""
     try:
         if isinstance(message, str):
-            return _DECODER.decode(message)
+            try:  # the common case without the two whitespace scans of ``decode`` (~0.35 µs)
+                data, end = _DECODER.raw_decode(message)
+            except ValueError:
+                return _DECODER.decode(message)  # leading whitespace, or not JSON
+            return data if end == len(message) else _DECODER.decode(message)
         return _DECODER.decode(message.decode(json.detect_encoding(message), "surrogatepass"))
     except ValueError:  # UnicodeDecodeError too
         return message
