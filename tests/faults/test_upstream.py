@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-from fin2mqtt_hibachi.simulator import API_KEY, HibachiSimulator
+from fin2mqtt_hibachi.simulator import API_KEY, HibachiSimulator, trade_update
 from websockets.exceptions import ConnectionClosed
 
 from bridge.testing.broker import Broker
@@ -45,19 +45,7 @@ auth_retry = 0.3
 
 
 def trade(account: int, n: int) -> dict[str, object]:
-    return {
-        "event": "trade_update",
-        "account": str(account),
-        "data": {
-            "orderId": ORDER_BASE + n,
-            "price": "2345.000000",
-            "quantity": "0.000421590",
-            "realizedPnl": "0.022107",
-            "side": "BID",
-            "symbol": "ETH/USDT-P",
-            "timestamp": 1728526563,
-        },
-    }
+    return trade_update(account, ORDER_BASE + n)
 
 
 def orders(n: int) -> list[str]:

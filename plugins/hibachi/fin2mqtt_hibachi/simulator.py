@@ -267,24 +267,25 @@ def demo() -> DemoSetup:
     )
 
 
+def trade_update(account_id: int, order_id: int, sent_at: float | None = None) -> dict[str, Any]:
+    """A ``trade_update`` of one fill (the seed's), with ``sentAt`` when ``sent_at`` is given."""
+    data: dict[str, Any] = {
+        "orderId": order_id,
+        "price": "2345.000000",
+        "quantity": "0.000421590",
+        "realizedPnl": "0.022107",
+        "side": "BID",
+        "symbol": "ETH/USDT-P",
+        "timestamp": 1728526563,
+    }
+    if sent_at is not None:
+        data["sentAt"] = sent_at
+    return {"event": "trade_update", "account": str(account_id), "data": data}
+
+
 def _trade_frame(account_id: int, i: int) -> str:
     """The ``i``-th distinct ``trade_update`` of a blast, stamped with its send time."""
-    return json.dumps(
-        {
-            "event": "trade_update",
-            "account": str(account_id),
-            "data": {
-                "orderId": 600_000_000_000_000_000 + i,
-                "price": "2345.000000",
-                "quantity": "0.000421590",
-                "realizedPnl": "0.022107",
-                "side": "BID",
-                "symbol": "ETH/USDT-P",
-                "timestamp": 1728526563,
-                "sentAt": time.time(),
-            },
-        }
-    )
+    return json.dumps(trade_update(account_id, 600_000_000_000_000_000 + i, time.time()))
 
 
 async def _send_many(ws: ServerConnection, frames: list[str]) -> None:
