@@ -15,7 +15,7 @@ from bridge.links.websocket import decode
 from bridge.model.events import BalanceEvent, OrderEvent, PositionEvent, TransactionEvent
 from bridge.mqtt.topics import TopicMap, slug
 from bridge.pipeline.outbox import Outbox
-from bridge.pipeline.seen_ids import SeenIds
+from bridge.pipeline.seen_ids import GENERATIONS, SeenIds
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -205,24 +205,34 @@ async def test_snapshot_replaces_the_retained_state_it_covers():
     assert not outbox.retained.topics(("b/h/a/snapshot",))
 
 
-def test_seen_ids_keep_exactly_the_newest_capacity_and_refresh_a_repeat():
-    seen = SeenIds(100)
+def test_seen_ids_keep_the_newest_capacity_and_at_most_a_generation_more():
+    """After every commit: the last ``capacity`` commits are known, and nothing older than
+    ``capacity`` plus one generation (``capacity / GENERATIONS``) is."""
+    capacity = 120
+    extra = capacity // GENERATIONS
+    seen = SeenIds(capacity)
+    for n in range(1000):
+        seen.commit(f"k{n}")
+        newest = range(max(0, n + 1 - capacity), n + 1)
+        assert all(f"k{i}" in seen for i in newest), n
+        assert not any(f"k{i}" in seen for i in range(0, n + 1 - capacity - extra)), n
+        assert min(n + 1, capacity) <= len(seen) <= capacity + extra
+    assert seen.take_unsaved() == []  # not persistent: nothing for the journal
+
+
+def test_seen_ids_remember_a_repeat_from_its_last_commit():
+    capacity = 120
+    seen = SeenIds(capacity)
     for n in range(200):
         seen.commit(f"k{n}")
-    assert all(f"k{n}" in seen for n in range(100, 200))  # the newest 100
-    assert not any(f"k{n}" in seen for n in range(100))
-    assert len(seen) == 100
-    seen.commit("k100")  # acknowledged again: the newest now
-    seen.commit("k100")
-    for n in range(200, 299):
+    seen.commit("k100")  # acknowledged again: remembered from now
+    for n in range(200, 200 + capacity - 1):
         seen.commit(f"k{n}")
-    assert "k100" in seen  # its older places were skipped, not taken as its age
+    assert "k100" in seen  # its first commit is older than the window, its second is not
     assert "k101" not in seen
-    assert len(seen) == 100
-    seen.commit("k299")
-    assert "k100" not in seen  # now the oldest of 101
-    assert len(seen) == 100
-    assert seen.take_unsaved() == []  # not persistent: nothing for the journal
+    for n in range(200 + capacity - 1, 200 + capacity + capacity // GENERATIONS):
+        seen.commit(f"k{n}")
+    assert "k100" not in seen
 
 
 def test_seen_ids_load_a_journal_with_repeats_and_save_only_new_commits():
