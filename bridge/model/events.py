@@ -36,6 +36,8 @@ decimal.getcontext().prec = DECIMAL_DIGITS  # and the importing thread's own
 
 def _to_id(value: Any) -> Any:
     """Keep ids exact: ints become their decimal string, floats are refused."""
+    if type(value) is str:  # the common case, first
+        return value
     if isinstance(value, (bool, float)):
         raise ValueError("an id must be a string or an integer, never a float")
     if isinstance(value, int):
@@ -59,7 +61,10 @@ Id = Annotated[str, BeforeValidator(_to_id)]
 
 def _utc(value: datetime) -> datetime:
     """Aware, in UTC: a naive time is taken as UTC (what upstreams without an offset mean)."""
-    if value.tzinfo is None:
+    zone = value.tzinfo
+    if zone is UTC:  # the common case (the bridge's clock, ``utc_time``): nothing to convert
+        return value
+    if zone is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
