@@ -75,7 +75,8 @@ class SeenIds:
         return not known
 
     def _known(self, key: int) -> bool:
-        for generation in self._generations:  # a loop: any() and a generator cost twice as much
+        # a loop, not any() over a generator, which took twice as long (7 sets per new key)
+        for generation in self._generations:  # noqa: SIM110
             if key in generation:
                 return True
         return False

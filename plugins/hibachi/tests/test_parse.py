@@ -288,11 +288,18 @@ def test_trade_with_a_malformed_body_is_raw(provider, data):
 
 
 def test_two_equal_fills_in_the_same_second_are_two_events(provider):
+    """Equal bodies are told apart by their arrival, to the microsecond; the same arrival
+    gives the same id."""
     fill = by_name("trade_update")
     first = on_connection(provider, [fill], at=NOW)[0]
     second = on_connection(provider, [fill], at=NOW.replace(microsecond=350))[0]
     assert first.kind == second.kind == "trade"
     assert first.id != second.id
+    assert on_connection(provider, [fill], at=NOW)[0].id == first.id
+    later = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)  # µs still distinct in a float
+    ids = {on_connection(provider, [fill], at=later.replace(microsecond=us))[0].id
+           for us in range(0, 1_000_000, 997)}  # fmt: skip
+    assert len(ids) == len(range(0, 1_000_000, 997))
 
 
 def test_events_stay_under_the_connections_account(provider):
