@@ -61,13 +61,18 @@ def removal_notice(previous: bytes | None, reason: str) -> bytes:
 
 
 def payload_of(event: AnyEvent) -> bytes:
-    """The JSON payload of an event as published."""
-    return event.model_dump_json(by_alias=True).encode()
+    """The JSON payload of an event as published.
+
+    ``model_dump_json`` itself, less its Python wrapper (a dozen keyword arguments passed on)
+    and the ``encode`` of its ``str``: the model's serializer writes the bytes (41k -> 34k
+    instructions per trade).
+    """
+    return event.__pydantic_serializer__.to_json(event, by_alias=True)
 
 
 def content_of(event: AnyEvent) -> bytes:
     """A digest of what a state event says (its payload without bookkeeping)."""
-    data = event.model_dump_json(exclude=BOOKKEEPING).encode()  # type: ignore[arg-type]
+    data = event.__pydantic_serializer__.to_json(event, exclude=BOOKKEEPING)  # type: ignore[arg-type]
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
