@@ -240,10 +240,16 @@ def test_seen_ids_load_a_journal_with_repeats_and_save_only_new_commits():
     seen.load(["a", "b", "a", "c", "d"])  # "a" committed twice by an earlier run
     assert [k in seen for k in "abcd"] == [True, False, True, True]
     seen.persistent = True
-    seen.commit("c")  # known: nothing new for the journal
     seen.commit("e")
     assert seen.take_unsaved() == ["e"]
     assert [k in seen for k in "acde"] == [False, True, True, True]
+    seen = SeenIds(2 * GENERATIONS)  # generations of two keys
+    seen.load(["a", "b", "c", "d"])  # {a, b} {c, d} {}
+    seen.persistent = True
+    seen.commit("e")  # {a, b} {c, d} {e}
+    seen.commit("e")  # in the newest generation already: nothing new for the journal
+    seen.commit("c")  # known from an older generation: saved again, its newest place
+    assert seen.take_unsaved() == ["e", "c"]
 
 
 def test_details_take_json_data_only_and_keep_a_copy():
