@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from bridge.links.tokens import (
 from bridge.model.errors import AuthFailure, ConfigError, TransportFailure, UpstreamConfigFailure
 
 KEY = "k" * 32
+ARRIVES_LATE = "x-test-arrives-late"  # a scripted answer's pseudo-header: seconds of delay
 
 
 def make_jwt(exp: datetime, iss: str = "localhost") -> str:
@@ -39,8 +41,10 @@ async def upstream():
     seen: list[tuple[float, str | None]] = []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append((time.monotonic(), request.headers.get("Authorization")))
         status, headers, body = script.pop(0) if script else (200, {}, '{"balance": 1.50}')
+        if late := headers.pop(ARRIVES_LATE, None):  # the network held this request back
+            await asyncio.sleep(float(late))
+        seen.append((time.monotonic(), request.headers.get("Authorization")))
         return web.Response(
             status=status, headers=headers, text=body, content_type="application/json"
         )
@@ -113,11 +117,32 @@ async def test_rate_limiter_never_exceeds_any_window(upstream):
     limiter = RateLimiter([(10, 0.5), (4, 0.1)])
     async with client(url, limiter=limiter) as http:
         await asyncio.gather(*(http.get_json("/v1/balances") for _ in range(20)))
-    times = [t for t, _ in seen]
-    for i, start in enumerate(times):
-        assert sum(1 for t in times[i:] if t - start < 0.5 - 0.01) <= 10
-        assert sum(1 for t in times[i:] if t - start < 0.1 - 0.01) <= 4
+    assert len(seen) == 20
+    assert_within_limits([t for t, _ in seen], [(10, 0.5), (4, 0.1)])
     assert limiter.waited > 0
+
+
+def assert_within_limits(arrivals: list[float], limits: list[tuple[int, float]]) -> None:
+    """No window of any limit, wherever it starts, holds more arrivals than allowed."""
+    arrivals = sorted(arrivals)
+    for i, start in enumerate(arrivals):
+        for count, period in limits:
+            assert sum(1 for t in arrivals[i:] if t - start < period) <= count, (count, period)
+
+
+async def test_rate_limiter_counts_a_request_until_its_answer_so_a_late_arrival_stays_in_its_window(
+    upstream,
+):
+    """The upstream counts arrivals. A request the network holds back arrives beside the
+    next window's first ones; counting from its answer, not from its sending, keeps the
+    upstream's window within the limit all the same."""
+    url, script, seen = upstream
+    script.append((200, {ARRIVES_LATE: "0.08"}, '{"balance": 1}'))
+    limiter = RateLimiter([(2, 0.2)])
+    async with client(url, limiter=limiter) as http:
+        await asyncio.gather(*(http.get_json("/v1/balances") for _ in range(4)))
+    assert len(seen) == 4
+    assert_within_limits([t for t, _ in seen], [(2, 0.2)])
 
 
 def test_rate_limiter_delay_with_a_fake_clock():
@@ -129,6 +154,28 @@ def test_rate_limiter_delay_with_a_fake_clock():
     assert limiter.delay() == 10  # burst of 20 per 10 s used up
     now[0] = 10
     assert limiter.delay() == 0
+
+
+async def test_rate_limiter_waits_for_unanswered_requests_then_counts_from_their_answers():
+    now = [0.0]
+    limiter = RateLimiter([(2, 10)], clock=lambda: now[0])
+    first, second = limiter.request(), limiter.request()
+    await first.__aenter__()
+    assert limiter.delay() == 0
+    await second.__aenter__()
+    assert limiter.delay() == math.inf  # both places taken until an answer is in
+    third = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.01)
+    assert not third.done()  # waiting for an answer, not for a time
+    now[0] = 3
+    await first.__aexit__(None, None, None)
+    assert limiter.delay() == 10  # the first answer, at 3, frees its place at 13
+    now[0] = 13
+    await asyncio.wait_for(third, 1)  # woken by the answer, and the clock is past 13
+    assert limiter.waited == 13
+    assert limiter.delay() == 10  # the second still unanswered, the third sent at 13
+    await second.__aexit__(None, None, None)
+    assert limiter.delay() == 10
 
 
 async def test_file_token_is_read_again_each_time(tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -22,7 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class RateLimiter:
-    """Client-side limits as ``(requests, seconds)`` windows, e.g. ``[(100, 60), (20, 10)]``."""
+    """Client-side limits as ``(requests, seconds)`` windows, e.g. ``[(100, 60), (20, 10)]``.
+
+    The upstream counts a request when it arrives, which is some time after we send it. So a
+    request made through :meth:`request` counts from when it is sent until ``seconds`` after
+    its answer came back: the next request that would exceed a window is sent only once the
+    answer that frees its place is in, and no network delay can push two windows' worth into
+    one at the upstream. :meth:`acquire` counts a one-way message (nothing to wait for) from
+    when it is sent.
+    """
 
     def __init__(
         self,
@@ -31,12 +41,15 @@ class RateLimiter:
     ) -> None:
         self.limits = list(limits)
         self._clock = clock
-        self._sent: deque[float] = deque()
+        self._sent: deque[float] = deque()  # in the order of the clock: appended as it reads
+        self._open = 0  # requests sent and not answered yet
+        self._answered = asyncio.Event()
         self._lock = asyncio.Lock()
         self.waited = 0.0
 
     def delay(self) -> float:
-        """Seconds until one more request fits every window (0 when it fits now)."""
+        """Seconds until one more request fits every window: 0 when it fits now, infinity
+        while requests without an answer yet fill a window."""
         now = self._clock()
         horizon = max((period for _, period in self.limits), default=0.0)
         while self._sent and now - self._sent[0] >= horizon:
@@ -44,17 +57,41 @@ class RateLimiter:
         wait = 0.0
         for count, period in self.limits:
             recent = [t for t in self._sent if now - t < period]
-            if len(recent) >= count:
-                wait = max(wait, recent[-count] + period - now)
+            if len(recent) + self._open >= count:
+                if self._open >= count:
+                    return math.inf
+                wait = max(wait, recent[self._open - count] + period - now)
         return wait
 
-    async def acquire(self) -> None:
-        """Wait until a request is allowed, then count it."""
-        async with self._lock:
-            while (wait := self.delay()) > 0:
-                self.waited += wait
+    async def _wait_for_room(self) -> None:
+        start = self._clock()
+        while (wait := self.delay()) > 0:
+            if wait == math.inf:
+                self._answered.clear()
+                await self._answered.wait()
+            else:
                 await asyncio.sleep(wait)
+        self.waited += self._clock() - start
+
+    async def acquire(self) -> None:
+        """Wait until a one-way message is allowed, then count it as sent now."""
+        async with self._lock:
+            await self._wait_for_room()
             self._sent.append(self._clock())
+
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        """Wait until a request is allowed; it counts until the block ends (its answer is in,
+        or it failed), and from then on as if sent at that moment."""
+        async with self._lock:
+            await self._wait_for_room()
+            self._open += 1
+        try:
+            yield
+        finally:
+            self._open -= 1
+            self._sent.append(self._clock())
+            self._answered.set()
 
 
 class HttpClient:
@@ -126,23 +163,23 @@ class HttpClient:
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(max(self.backoff.next(), wait_at_least))
-            if self.limiter is not None:
-                await self.limiter.acquire()
-            headers = dict(await self.headers()) if self.headers is not None else {}
-            self.requests += 1
-            try:
-                async with self._session.request(
-                    method, url, params=params, json=body, headers=headers
-                ) as resp:
-                    raw = await resp.read()
-                    text = raw.decode(resp.get_encoding() if raw else "utf-8", errors="replace")
-                    content_type = resp.content_type
-                    status = resp.status
-                    retry_after = resp.headers.get("Retry-After")
-            except (aiohttp.ClientError, TimeoutError, OSError, LookupError) as exc:
-                last = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                cause = exc
-                continue
+            slot = self.limiter.request() if self.limiter is not None else nullcontext()
+            async with slot:  # the limiter counts this attempt until its answer is in
+                headers = dict(await self.headers()) if self.headers is not None else {}
+                self.requests += 1
+                try:
+                    async with self._session.request(
+                        method, url, params=params, json=body, headers=headers
+                    ) as resp:
+                        raw = await resp.read()
+                        text = raw.decode(resp.get_encoding() if raw else "utf-8", errors="replace")
+                        content_type = resp.content_type
+                        status = resp.status
+                        retry_after = resp.headers.get("Retry-After")
+                except (aiohttp.ClientError, TimeoutError, OSError, LookupError) as exc:
+                    last = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                    cause = exc
+                    continue
             if status < 400:
                 return _decode(method, path, text, content_type)
             if status in (401, 403):
