@@ -275,3 +275,32 @@ async def test_a_batch_of_publishes_is_acknowledged_without_waiting_for_tcp_time
         pub.stop(flush_timeout=1)
         await task
     assert sorted(rounds)[10] < 0.02, [f"{t * 1000:.1f} ms" for t in rounds]
+
+
+async def test_a_cancellation_swallowed_by_an_aiomqtt_call_still_ends_the_publisher(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+):
+    """On Python 3.11 ``asyncio.wait_for``, which aiomqtt waits with, loses a cancellation that
+    arrives as the awaited reply comes in. A daemon whose start failed (a webhook port in use)
+    cancels its publisher; if a subscribe swallowed that, the publisher published on and the
+    daemon hung instead of exiting. The publisher ends all the same."""
+    in_subscribe = asyncio.Event()
+
+    async def subscribe_losing_a_cancellation(self: object, *args: object, **kw: object) -> None:
+        in_subscribe.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what wait_for does in that race
+            await asyncio.sleep(0.5)
+
+    monkeypatch.setattr("aiomqtt.Client.subscribe", subscribe_losing_a_cancellation)
+    outbox = Outbox(100)
+    pub = Publisher(
+        MqttSettings(host=broker.host, port=broker.port, base_topic=BASE, reconnect_min=0.02),
+        TopicMap(BASE), outbox, info=lambda: b"{}", on_message=lambda t, p: None,
+        subscriptions=(f"{BASE}/bridge/request/#",),
+    )  # fmt: skip
+    task = asyncio.create_task(pub.run())
+    await asyncio.wait_for(in_subscribe.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert not pub.connected.is_set()

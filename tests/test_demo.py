@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -71,3 +73,20 @@ async def test_demo_uses_the_broker_named_in_the_environment(broker):
     assert "starting an embedded MQTT broker" not in text
     assert f"broker {broker.host}:{broker.port}" in text
     assert "example/main/trade" in text
+
+
+async def test_demo_beside_a_fin2mqtt_service_says_the_webhook_port_is_taken():
+    """The demo's webhook server takes the default port, 8787: beside a running fin2mqtt (or
+    anything else there) the demo says so and exits 3, with no traceback and no hang."""
+    with contextlib.ExitStack() as stack:
+        taken = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken by someone else: the same case
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        proc = await start_demo("--seconds", "20")
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 3, out.decode()
+    assert (
+        "error: the webhook server cannot listen on 127.0.0.1:8787: Address already in use;"
+    ) in out.decode()
+    assert "Traceback" not in out.decode()

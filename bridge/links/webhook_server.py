@@ -15,6 +15,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,6 +30,20 @@ log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class ListenFailure(Exception):
+    """The webhook server cannot listen (its port is taken, its address not ours): the daemon
+    cannot do what it was configured to, so it stops with this message."""
+
+
+def listen_failures(group: BaseExceptionGroup[ListenFailure]) -> list[str]:
+    """The messages of the ListenFailures in ``group``, however deep task groups nested them."""
+    return [
+        message
+        for exc in group.exceptions
+        for message in (listen_failures(exc) if isinstance(exc, BaseExceptionGroup) else [str(exc)])
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +150,15 @@ class WebhookServer:
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.settings.host, self.settings.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ListenFailure(
+                    f"the webhook server cannot listen on {self.settings.host}:"
+                    f"{self.settings.port}: {why}; is another program (or another fin2mqtt) "
+                    "using the port? Choose another with [webhooks] port"
+                ) from exc
             sockets = [s for s in (runner.addresses or [])]
             self.port = sockets[0][1] if sockets else self.settings.port
             log.info("HTTP server listening on %s:%s", self.settings.host, self.port)

@@ -66,6 +66,8 @@ class Publisher:
         self._flush_timeout = 0.0
         self._last_attempt = time.monotonic()
         self._running = False
+        self._cancel_requests = 0
+        """The running task's cancel requests that were not cancellations of the publisher."""
 
     def healthy(self) -> bool:
         """True while the publisher is connected or still actively trying to reconnect."""
@@ -78,6 +80,7 @@ class Publisher:
     async def run(self) -> None:
         """Connect, publish, reconnect forever; returns after ``stop``."""
         self._running = True
+        self._cancel_requests = _cancel_requests()
         backoff = Backoff(self.settings.reconnect_min, self.settings.reconnect_max)
         try:
             while not self._stopping.is_set():
@@ -86,6 +89,7 @@ class Publisher:
                     await self._session()
                 except aiomqtt.MqttError as exc:
                     self._lost(str(exc))
+                self._raise_swallowed_cancellation()
                 if self._stopping.is_set():
                     break
                 if time.monotonic() - started >= HEALTHY_SESSION:
@@ -159,6 +163,7 @@ class Publisher:
         await client.publish(self.topics.bridge_info, self._info(), qos=1, retain=True)
         for topic in self._subscriptions:
             await client.subscribe(topic, qos=1)
+        self._raise_swallowed_cancellation()  # before a session only a stop or an error ends
         self.outbox.republish_state()
         self.outbox.draining(True)
         self.connected.set()
@@ -174,7 +179,24 @@ class Publisher:
             stopped = True
         except* aiomqtt.MqttError as group:
             raise group.exceptions[0] from None
+        finally:
+            # Python 3.11's TaskGroup leaves its parent marked as cancelling when a task ends
+            # it with an error after its body: not a cancellation of ours
+            self._cancel_requests = _cancel_requests()
         return stopped
+
+    def _raise_swallowed_cancellation(self) -> None:
+        """End a publisher that was cancelled while an aiomqtt call swallowed the cancellation.
+
+        On Python 3.11, ``asyncio.wait_for`` (which aiomqtt's connect, publish, subscribe and
+        disconnect wait with) loses a cancellation that arrives just as what it waits for
+        completes; the task's count of cancel requests still went up. Unchecked, a publisher
+        cancelled that way (the daemon's task group failing at start, e.g. a webhook port in use)
+        went on publishing, nothing would ever stop it, and the daemon waited for it forever
+        instead of exiting with its error.
+        """
+        if _cancel_requests() > self._cancel_requests:
+            raise asyncio.CancelledError
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         """One writer with a window of ``max_inflight`` publishes awaiting their PUBACK.
@@ -260,6 +282,12 @@ class Publisher:
                 error,
             )
         self.last_error = error
+
+
+def _cancel_requests() -> int:
+    """Cancel requests made of the current task so far."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 def _abort(client: aiomqtt.Client) -> None:

@@ -18,7 +18,7 @@ from pydantic import JsonValue
 from bridge import __version__
 from bridge.config.loader import LoadedConfig
 from bridge.config.settings import parse_shard
-from bridge.links.webhook_server import WebhookServer
+from bridge.links.webhook_server import ListenFailure, WebhookServer, listen_failures
 from bridge.mqtt.bridge_requests import RequestHandler
 from bridge.mqtt.discovery import Discovery, ProviderInfo
 from bridge.mqtt.publisher import OFFLINE_TIMEOUT, Publisher
@@ -37,6 +37,9 @@ from bridge.runtime.shard import ShardFilter
 from bridge.runtime.supervisor import ProviderRunner
 
 log = logging.getLogger("fin2mqtt")
+
+EXIT_CANNOT_LISTEN = 3
+"""Exit status when a server the configuration asks for cannot listen (a port in use)."""
 
 STATS_INTERVAL = 30.0
 HOUSEKEEPING_INTERVAL = 0.25
@@ -455,7 +458,12 @@ def _raise_file_limit() -> None:
 async def run_daemon(config: LoadedConfig) -> int:
     """Run the daemon with systemd notifications when a service manager listens."""
     notifier = Notifier.from_env()
+    code = EXIT_CANNOT_LISTEN
     try:
-        return await Daemon(config, notifier).run()
+        code = await Daemon(config, notifier).run()
+    except* ListenFailure as group:
+        for message in listen_failures(group):
+            log.error("%s", message)
     finally:
         notifier.close()
+    return code

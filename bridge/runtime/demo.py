@@ -16,8 +16,9 @@ from typing import TextIO
 
 from bridge.config.loader import LoadedConfig
 from bridge.config.settings import MqttSettings, ProviderEntry, Settings
+from bridge.links.webhook_server import ListenFailure, listen_failures
 from bridge.model.errors import ConfigError
-from bridge.runtime.daemon import Daemon
+from bridge.runtime.daemon import EXIT_CANNOT_LISTEN, Daemon
 from bridge.runtime.plugin_loader import resolve_instances
 from bridge.runtime.sdnotify import Notifier
 from bridge.testing.broker import Broker, make_broker
@@ -87,11 +88,16 @@ async def run_demo(
             print(f"starting an embedded MQTT broker ({kind}) …", file=out, flush=True)
             broker.start()
             mqtt = MqttSettings(host=broker.host, port=broker.port)
+        code = EXIT_CANNOT_LISTEN
         try:
-            return await _run(setups, mqtt, work, seconds, out)
+            code = await _run(setups, mqtt, work, seconds, out)
+        except* ListenFailure as group:  # e.g. a fin2mqtt service already on the webhook port
+            for message in listen_failures(group):
+                print(f"error: {message}", file=sys.stderr)
         finally:
             if broker is not None:
                 broker.stop()
+        return code
 
 
 async def _run(

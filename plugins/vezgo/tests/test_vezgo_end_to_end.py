@@ -7,6 +7,7 @@ stranger; 127.0.0.4 a trusted reverse proxy. The simulator plays Vezgo's API for
 from __future__ import annotations
 
 import json
+import socket
 
 import aiomqtt
 import pytest
@@ -411,3 +412,25 @@ async def test_a_hook_answered_2xx_survives_sigkill_before_the_broker_saw_it(
         await rec.wait_topic(STATUS, 2)
         assert rec.on(STATUS)[-1].json()["details"]["consecutive_failures"] == 2
         await daemon.terminate()
+
+
+async def test_a_webhook_port_in_use_stops_the_daemon_with_a_clear_error(
+    broker, daemon_config, sim, tmp_path
+):
+    """Another program holds the port: the daemon says so and exits (status 3), instead of a
+    traceback, or of waiting forever for a publisher that lost its cancellation."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with DaemonProcess(config(daemon_config, sim, port), tmp_path / "d") as daemon:
+            code = await daemon.wait_exit(30)
+            log = daemon.log()
+    assert code == 3, log
+    assert (
+        f"the webhook server cannot listen on 127.0.0.1:{port}: Address already in use; is "
+        "another program (or another fin2mqtt) using the port? Choose another with [webhooks] port"
+    ) in log
+    assert "Traceback" not in log
+    state = await retained(broker.host, broker.port, "fin2mqtt/bridge/state")
+    assert state["fin2mqtt/bridge/state"].json()["state"] == "offline"
