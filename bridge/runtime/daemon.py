@@ -458,12 +458,12 @@ def _raise_file_limit() -> None:
 async def run_daemon(config: LoadedConfig) -> int:
     """Run the daemon with systemd notifications when a service manager listens."""
     notifier = Notifier.from_env()
-    code = EXIT_CANNOT_LISTEN
     try:
         code = await Daemon(config, notifier).run()
     except* ListenFailure as group:
         for message in listen_failures(group):
             log.error("%s", message)
+        code = EXIT_CANNOT_LISTEN
     finally:
         notifier.close()
     return code

@@ -88,12 +88,12 @@ async def run_demo(
             print(f"starting an embedded MQTT broker ({kind}) …", file=out, flush=True)
             broker.start()
             mqtt = MqttSettings(host=broker.host, port=broker.port)
-        code = EXIT_CANNOT_LISTEN
         try:
             code = await _run(setups, mqtt, work, seconds, out)
         except* ListenFailure as group:  # e.g. a fin2mqtt service already on the webhook port
             for message in listen_failures(group):
                 print(f"error: {message}", file=sys.stderr)
+            code = EXIT_CANNOT_LISTEN
         finally:
             if broker is not None:
                 broker.stop()
