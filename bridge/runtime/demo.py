@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TextIO
 
 from bridge.config.loader import LoadedConfig
-from bridge.config.settings import MqttSettings, ProviderEntry, Settings
+from bridge.config.settings import MqttSettings, ProviderEntry, Settings, WebhookSettings
 from bridge.links.webhook_server import ListenFailure, listen_failures
 from bridge.model.errors import ConfigError
 from bridge.runtime.daemon import EXIT_CANNOT_LISTEN, Daemon
 from bridge.runtime.plugin_loader import resolve_instances
 from bridge.runtime.sdnotify import Notifier
 from bridge.testing.broker import Broker, make_broker
+from bridge.testing.ports import free_port
 from bridge.testing.recorder import MqttRecorder, Received
 from bridge.testing.simulator import DemoSetup
 
@@ -90,7 +91,7 @@ async def run_demo(
             mqtt = MqttSettings(host=broker.host, port=broker.port)
         try:
             code = await _run(setups, mqtt, work, seconds, out)
-        except* ListenFailure as group:  # e.g. a fin2mqtt service already on the webhook port
+        except* ListenFailure as group:  # its free port taken in the meantime, say
             for message in listen_failures(group):
                 print(f"error: {message}", file=sys.stderr)
             code = EXIT_CANNOT_LISTEN
@@ -111,11 +112,19 @@ async def _run(
         for setup in setups.values():
             await setup.simulator.start()
             stack.push_async_callback(setup.simulator.stop)
+        # a free port, not the default 8787: the demo runs beside a fin2mqtt service too
+        webhooks = WebhookSettings(port=free_port())
+        server = f"http://{webhooks.host}:{webhooks.port}"
+        for setup in setups.values():
+            if setup.webhooks is not None:
+                setup.webhooks(server)
         entries = [
             ProviderEntry.model_validate({"type": t, "name": t, **s.settings()})
             for t, s in setups.items()
         ]
-        settings = Settings(mqtt=mqtt, providers=entries, state_dir=work / "state")
+        settings = Settings(
+            mqtt=mqtt, providers=entries, state_dir=work / "state", webhooks=webhooks
+        )
         try:
             instances = resolve_instances(list(enumerate(entries)), "demo")
         except ConfigError as exc:
@@ -129,7 +138,7 @@ async def _run(
             sub += " (apt install mosquitto-clients)"
         print(
             f"fin2mqtt demo: providers {', '.join(setups)} against their simulators; "
-            f"broker {mqtt.host}:{mqtt.port}\n"
+            f"broker {mqtt.host}:{mqtt.port}; webhooks and /healthz on {server}\n"
             f"watch it yourself:  {sub} -h {mqtt.host} -p {mqtt.port} -t '{base}/#' -v\n"
             "Ctrl-C stops.  (E = event, QoS 1, not retained; the rest is retained state)\n",
             file=out,

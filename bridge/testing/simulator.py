@@ -374,11 +374,14 @@ class DemoSetup:
 
     ``settings`` gives the provider table (minus ``type``/``name``) once the simulator listens;
     ``drive`` is the simulated upstream's own activity (prices, fills…), run until cancelled.
+    ``webhooks``, for an upstream that posts webhooks, is told the demo daemon's webhook server
+    (``http://127.0.0.1:<port>``, a free port) before ``settings`` and ``drive`` are called.
     """
 
     simulator: WebSocketSimulator | SocketIOSimulator | HttpSimulator
     settings: Callable[[], dict[str, Any]]
     drive: Callable[[], Coroutine[Any, Any, None]] | None = None
+    webhooks: Callable[[str], None] | None = None
 
 
 class WebhookSender:

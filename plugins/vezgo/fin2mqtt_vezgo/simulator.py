@@ -157,16 +157,11 @@ class VezgoSimulator(HttpSimulator):
         self.changed()
 
 
-DEMO_WEBHOOK_URL = "http://127.0.0.1:8787/hooks/vezgo"
-"""The demo daemon's webhook server (``[webhooks]`` defaults) and the plugin's default path."""
-
-
 def demo() -> DemoSetup:
     """``fin2mqtt demo``: two accounts that sync, fail now and then, and a stranger's post."""
     sim = VezgoSimulator(
         client_id="demo-app", accounts={"acc-1001": "demo-user", "acc-2002": "demo-user"}
     )
-    sim.webhook_url = DEMO_WEBHOOK_URL
     rng = random.Random(7)  # noqa: S311 - demo activity, not cryptography
 
     def settings() -> dict[str, Any]:
@@ -183,8 +178,12 @@ def demo() -> DemoSetup:
             ],
         }
 
+    def webhooks(server: str) -> None:
+        sim.webhook_url = f"{server}/hooks/vezgo"  # the plugin's default path
+
     async def drive() -> None:
-        vezgo = sim.sender(DEMO_WEBHOOK_URL)
+        assert sim.webhook_url is not None
+        vezgo = sim.sender(sim.webhook_url)
         errors = ["TemporaryFailureError", "TemporaryFailureError", "LoginFailedError", None]
         for n in itertools.count(1):
             await asyncio.sleep(2.5)
@@ -196,4 +195,4 @@ def demo() -> DemoSetup:
                 if n % 4 == 0:  # someone else tries: refused (403), nothing published
                     await vezgo.send(body, source=OTHER_SOURCE)
 
-    return DemoSetup(sim, settings, drive)
+    return DemoSetup(sim, settings, drive, webhooks)
