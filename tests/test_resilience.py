@@ -132,8 +132,13 @@ ticks = 40
 
         links = [m.json() for m in recorder.on("fin2mqtt/crashy/link")]
         states = [(l["state"], l["error"]) for l in links]
-        assert ("disconnected", "RuntimeError: simulated crash 1 at tick 5") in states
-        assert ("disconnected", "RuntimeError: simulated crash 2 at tick 7") in states
+        # the link topic keeps the latest state: a restart 50 ms later may replace a crash's
+        # "disconnected" before it is sent; the log has both (below)
+        crashes = {
+            ("disconnected", "RuntimeError: simulated crash 1 at tick 5"),
+            ("disconnected", "RuntimeError: simulated crash 2 at tick 7"),
+        }
+        assert {s for s in states if s[0] == "disconnected"} <= crashes
         assert states[-1] == ("connected", None)
         assert all(m.retain is False for m in recorder.on("fin2mqtt/crashy/link"))
         steady_links = [m.json()["state"] for m in recorder.on("fin2mqtt/steady/link")]
@@ -141,6 +146,7 @@ ticks = 40
         assert steady_links[-1] == "connected"
         assert "disconnected" not in steady_links
         assert "simulated crash 1 at tick 5; restarting in" in daemon.log()
+        assert "simulated crash 2 at tick 7; restarting in" in daemon.log()
         # a plugin bug shows its traceback once per kind and place: both crashes are the same
         # bug (RuntimeError raised on the same line), only their messages differ
         assert daemon.log().count("ERROR   fin2mqtt.supervisor.crashy: provider crashed") == 1

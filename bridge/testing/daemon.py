@@ -143,6 +143,21 @@ class DaemonProcess:
         """Everything the daemon wrote to stdout and stderr."""
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    async def wait_log(self, text: str, timeout: float = 10) -> str:
+        """Wait until a line of the log contains ``text``; returns the first such line.
+
+        The log is where a passing state shows for sure: a state topic keeps only the latest
+        state, so a link that reconnects quickly may never be seen ``disconnected`` on MQTT.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.log().splitlines() if text in line), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {text!r} within {timeout} s")
+            await asyncio.sleep(0.05)
+
     async def close(self) -> None:
         """Stop listening for notifications and remove the socket."""
         if self._proc is not None and self._proc.returncode is None:
