@@ -5,8 +5,9 @@ always "Success" and empty under 3.1.1) inside an exception-converting wrapper: 
 of the daemon's CPU per event at 1,000 events/s, for a packet whose whole content is a 2-byte
 packet id. Here a 3.1.1 client's PUBACK handler reads the id itself and settles the message
 through paho's own ``_do_on_publish`` (its callbacks, its in-flight count, its queued messages),
-handing over one shared "Success" code and empty properties. Anything else (MQTT 5, PUBCOMP, a
-malformed packet) goes to paho's handler.
+handing over one shared "Success" code and empty properties; the PUBACK of a message paho never
+saw (queued by ``FastPublish``) goes to ``on_ack``. Anything else (MQTT 5, PUBCOMP, a malformed
+packet) goes to paho's handler.
 
 This uses paho internals (``_handle_pubackcomp``, ``_in_packet``, ``_out_messages``,
 ``_do_on_publish``), pinned with paho in ``uv.lock``; ``install`` leaves the client alone when
@@ -16,6 +17,7 @@ any of them is missing, and ``tests/test_pubacks.py`` checks them against the in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import aiomqtt
@@ -41,6 +43,9 @@ class FastPubacks:
         self.client = client
         self.handled = 0
         """PUBACKs settled by the fast path."""
+        self.installed = False
+        self.on_ack: Callable[[int], object] | None = None
+        """Hears the PUBACK of a message id paho has no message for (``FastPublish``'s)."""
 
     def install(self) -> bool:
         """Replace paho's handler on this client (before connecting); False when left alone."""
@@ -62,7 +67,10 @@ class FastPubacks:
             with paho._out_message_mutex:
                 if mid in paho._out_messages:
                     return paho._do_on_publish(mid, SUCCESS, NO_PROPERTIES)
+            if self.on_ack is not None:  # queued by FastPublish: paho does not know it
+                self.on_ack(mid)
             return mqtt.MQTT_ERR_SUCCESS
 
         paho._handle_pubackcomp = handle  # type: ignore[method-assign]
+        self.installed = True
         return True

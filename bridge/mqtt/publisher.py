@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 
 from bridge.config.settings import MqttSettings
 from bridge.links.backoff import Backoff
+from bridge.mqtt.fast_publish import FastPublish
 from bridge.mqtt.pubacks import FastPubacks
 from bridge.mqtt.socket_reads import BufferedReads
 from bridge.mqtt.socket_writes import BatchedWrites
@@ -107,7 +108,8 @@ class Publisher:
         self._flush_timeout = flush_timeout
         self._stopping.set()
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> tuple[aiomqtt.Client, FastPublish | None]:
+        """A client for one connection, and its fast publish path where it can be used."""
         s = self.settings
         tls = None
         if s.tls.enabled:
@@ -133,17 +135,20 @@ class Publisher:
         )
         # aiomqtt warns on every publish past this many pending calls, which halves throughput.
         client.pending_calls_threshold = s.max_inflight + 16
-        BatchedWrites(client, asyncio.get_running_loop()).install()
+        writes = BatchedWrites(client, asyncio.get_running_loop())
+        writes.install()
         BufferedReads(client).install()
-        FastPubacks(client).install()
-        return client
+        acks = FastPubacks(client)
+        acks.install()
+        fast = FastPublish(client, writes, acks)
+        return client, fast if fast.install() else None
 
     async def _session(self) -> None:
-        client = self._client()
+        client, fast = self._client()
         async with client:
             clean = False
             try:
-                clean = await self._connected_session(client)
+                clean = await self._connected_session(client, fast)
             finally:
                 self.outbox.draining(False)
                 if self.connected.is_set():
@@ -153,7 +158,7 @@ class Publisher:
                 if not clean:
                     _abort(client)  # no DISCONNECT: the broker publishes the will
 
-    async def _connected_session(self, client: aiomqtt.Client) -> bool:
+    async def _connected_session(self, client: aiomqtt.Client, fast: FastPublish | None) -> bool:
         """Publish until the connection fails or a stop; True once ``offline`` was acknowledged."""
         self.connects += 1
         if self.last_error is not None or self.connects == 1:
@@ -172,7 +177,7 @@ class Publisher:
         stopped = False
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._send_loop(client), name="mqtt-send")
+                tg.create_task(self._send_loop(client, fast), name="mqtt-send")
                 tg.create_task(self._receive_loop(client), name="mqtt-receive")
                 tg.create_task(self._stop_when_asked(client), name="mqtt-stop")
         except* _Stopped:
@@ -198,14 +203,15 @@ class Publisher:
         if _cancel_requests() > self._cancel_requests:
             raise asyncio.CancelledError
 
-    async def _send_loop(self, client: aiomqtt.Client) -> None:
+    async def _send_loop(self, client: aiomqtt.Client, fast: FastPublish | None) -> None:
         """One writer with a window of ``max_inflight`` publishes awaiting their PUBACK.
 
-        Messages go to paho directly and are settled from its ``on_publish`` callback: no task,
-        future or event per message (aiomqtt's ``publish`` makes all three, and with one worker
-        per window slot every new message woke a worker). A dead connection is noticed by the
-        receive loop, which ends the session; every unacknowledged message then goes back to the
-        outbox, where it keeps its place.
+        Messages go to paho's queue directly (``FastPublish``, else paho's ``publish``) and are
+        settled from its ``on_publish`` callback (a QoS 0 packet written, a PUBACK paho knows)
+        or ``FastPubacks.on_ack``: no task, future or event per message (aiomqtt's ``publish``
+        makes all three, and with one worker per window slot every new message woke a worker).
+        A dead connection is noticed by the receive loop, which ends the session; every
+        unacknowledged message then goes back to the outbox, where it keeps its place.
         """
         outbox = self.outbox
         paho = client._client
@@ -214,16 +220,22 @@ class Publisher:
         room = asyncio.Event()
         aiomqtt_on_publish = paho.on_publish
 
-        def on_publish(c: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+        def settle(mid: int) -> bool:
             msg = inflight.pop(mid, None)
-            if msg is None:  # one of aiomqtt's own publishes (online, info, offline)
-                if aiomqtt_on_publish is not None:
-                    aiomqtt_on_publish(c, userdata, mid, *rest)
-                return
+            if msg is None:
+                return False
             outbox.done(msg)
             room.set()
+            return True
+
+        def on_publish(c: mqtt.Client, userdata: Any, mid: int, *rest: Any) -> None:
+            # else one of aiomqtt's own publishes (online, info, offline)
+            if not settle(mid) and aiomqtt_on_publish is not None:
+                aiomqtt_on_publish(c, userdata, mid, *rest)
 
         paho.on_publish = on_publish
+        if fast is not None:
+            fast.acks.on_ack = settle
         try:
             while True:
                 while len(inflight) >= window:
@@ -231,23 +243,36 @@ class Publisher:
                     await room.wait()
                 msg = await outbox.get()
                 try:
-                    info = paho.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+                    mid = self._publish(paho, fast, msg)
                 except ValueError as exc:  # a topic or payload no broker would take
                     log.error("cannot publish on %r: %s; dropped", msg.topic, exc)
                     outbox.done(msg)
                     continue
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    outbox.retry(msg)
-                    raise aiomqtt.MqttCodeError(info.rc, "could not publish")
-                if info.is_published():  # QoS 0, already written
-                    inflight.pop(info.mid, None)
-                    outbox.done(msg)
-                else:
-                    inflight[info.mid] = msg
+                if mid is not None:
+                    inflight[mid] = msg
         finally:
             paho.on_publish = aiomqtt_on_publish
+            if fast is not None:
+                fast.acks.on_ack = None
             for msg in inflight.values():
                 outbox.retry(msg)
+
+    def _publish(self, paho: mqtt.Client, fast: FastPublish | None, msg: Message) -> int | None:
+        """Queue ``msg``; its message id while it awaits being settled, None once it was."""
+        if fast is not None:
+            mid = fast.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+            if mid is None:
+                self.outbox.retry(msg)
+                raise aiomqtt.MqttCodeError(mqtt.MQTT_ERR_NO_CONN, "could not publish")
+            return mid
+        info = paho.publish(msg.topic, msg.payload, msg.qos, msg.retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.outbox.retry(msg)
+            raise aiomqtt.MqttCodeError(info.rc, "could not publish")
+        if info.is_published():  # QoS 0, already written
+            self.outbox.done(msg)
+            return None
+        return info.mid
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:

@@ -65,6 +65,11 @@ class BatchedWrites:
         elif self._watching is None:  # else the socket is full: its writability calls _write
             self._schedule()
 
+    def queued(self) -> None:
+        """A packet was queued on the loop's thread without paho (``FastPublish``)."""
+        if self._watching is None:  # else the socket is full: its writability calls _write
+            self._schedule()
+
     def _unregister(self, _paho: mqtt.Client, _userdata: Any, _sock: Any) -> None:
         if threading.get_ident() != self._thread:
             self.loop.call_soon_threadsafe(self._unwatch)
