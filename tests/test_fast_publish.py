@@ -112,7 +112,9 @@ async def test_a_broker_gets_every_packet_and_acknowledges_the_qos1_ones(broker:
     assert len(rec.messages) == 67  # once each
     for n in range(60):
         message = got[f"fast/{n}"]
-        assert (message.payload, message.qos, message.retain) == (b"%d" % n, n % 2, False)
+        # amqtt delivers at the subscription's QoS (1), not the lower of the two
+        qos = 1 if broker.name == "amqtt" else n % 2
+        assert (message.payload, message.qos, message.retain) == (b"%d" % n, qos, False)
     assert (got["fast/state"].payload, got["fast/state"].retain) == (b"kept", False)  # live
     assert {t for t in got if t.startswith("fast/own/")} == {
         f"fast/own/{n}" for n in range(0, 60, 10)
