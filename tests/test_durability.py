@@ -7,9 +7,9 @@ counting events by id. The state directory is kept between the runs of one test.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
+from bridge.pipeline.journal import Journal
 from bridge.testing.broker import Broker
 from bridge.testing.daemon import DaemonProcess
 from bridge.testing.recorder import MqttRecorder, retained
@@ -30,11 +30,12 @@ def provider(ticks: int, interval: float = 0.001, **extra: str) -> str:
 
 
 def waiting_in_journal(state_dir: Path) -> int:
-    db = sqlite3.connect(state_dir / "state.sqlite3")
+    """The events a start would read from the state file now."""
+    journal = Journal(state_dir, 1)
     try:
-        return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        return len(journal.open().events)
     finally:
-        db.close()
+        journal.close()
 
 
 async def until(predicate, timeout: float = 10.0) -> None:

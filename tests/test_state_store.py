@@ -226,6 +226,115 @@ def test_acknowledgements_out_of_order_delete_exactly_their_events(tmp_path):
     journal.close()
 
 
+def rows_of(seqs, topic: str = "t/tx"):
+    return [(seq, f"k{seq}", topic, b'{"n":%d}' % seq, 1) for seq in seqs]
+
+
+def table_rows(tmp_path, table: str) -> int:
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    try:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_events_are_written_one_row_per_write_and_a_row_goes_with_its_last_event(tmp_path):
+    """Two writes (two rows); acknowledgements across both, out of order and repeated: a start
+    reads exactly the events still waiting, with their topic, payload and QoS, and a row is
+    deleted once none of its events waits (the gone ranges of deleted rows with it)."""
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    journal.write(Batch(events=rows_of(range(1, 6))))
+    journal.write(Batch(events=[*rows_of([7, 9, 10], topic="t/€/x"), (11, None, "t/r", b"", 0)]))
+    assert table_rows(tmp_path, "outbox_runs") == 2
+    journal.write(Batch(gone=[4, 2, 9, 2]))
+    loaded = Journal(tmp_path, 1000).open()
+    assert loaded.events == rows_of([1, 3, 5]) + rows_of([7, 10], topic="t/€/x") + [
+        (11, None, "t/r", b"", 0)
+    ]
+    journal.write(Batch(gone=[1, 5, 3]))  # the first write's last events
+    assert table_rows(tmp_path, "outbox_runs") == 1
+    assert table_rows(tmp_path, "outbox_gone") == 1  # 9, of the row still there
+    assert [seq for seq, *_ in Journal(tmp_path, 1000).open().events] == [7, 10, 11]
+    journal.write(Batch(gone=[10, 11, 7], events=rows_of([12])))
+    assert (table_rows(tmp_path, "outbox_runs"), table_rows(tmp_path, "outbox_gone")) == (1, 0)
+    assert Journal(tmp_path, 1000).open().events == rows_of([12])
+    journal.close()
+
+
+def test_a_restart_goes_on_deleting_the_events_it_read(tmp_path):
+    """The rows read at start are tracked like the ones written: delivered after a restart,
+    they go; a write after the restart adds its own row."""
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    journal.write(Batch(events=rows_of(range(1, 5))))
+    journal.write(Batch(gone=[2]))
+    journal.close()
+    again = Journal(tmp_path, 1000)
+    assert [seq for seq, *_ in again.open().events] == [1, 3, 4]
+    again.write(Batch(events=rows_of([5]), gone=[1, 3]))
+    again.write(Batch(gone=[4]))
+    assert Journal(tmp_path, 1000).open().events == rows_of([5])
+    assert (table_rows(tmp_path, "outbox_runs"), table_rows(tmp_path, "outbox_gone")) == (1, 0)
+    again.close()
+
+
+def test_a_row_whose_events_are_all_gone_is_read_as_nothing_and_deleted(tmp_path):
+    """Defensive: should a row outlive its events (its ranges cover them all), a start reads
+    none of them and the next deleting write removes it."""
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    journal.write(Batch(events=rows_of([1, 2])))
+    journal.write(Batch(events=rows_of([3])))
+    journal.close()
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute("INSERT INTO outbox_gone (first, last) VALUES (1, 2)")
+    db.commit()
+    db.close()
+    again = Journal(tmp_path, 1000)
+    assert again.open().events == rows_of([3])
+    again.write(Batch(gone=[3]))
+    assert (table_rows(tmp_path, "outbox_runs"), table_rows(tmp_path, "outbox_gone")) == (0, 0)
+    again.close()
+
+
+def test_waiting_events_of_an_earlier_version_are_read_first_and_deleted_as_they_go(tmp_path):
+    """A state file written one event per row keeps its events: before the new ones, and gone
+    from the file once delivered."""
+    db = sqlite3.connect(tmp_path / "state.sqlite3")
+    db.execute(
+        "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL,"
+        " payload BLOB NOT NULL, qos INTEGER NOT NULL)"
+    )
+    db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?)", rows_of([3, 4, 6]))
+    db.commit()
+    db.close()
+    journal = Journal(tmp_path, 1000)
+    assert journal.open().events == rows_of([3, 4, 6])
+    journal.write(Batch(events=rows_of([7, 8]), gone=[4]))
+    assert Journal(tmp_path, 1000).open().events == rows_of([3, 6, 7, 8])
+    journal.write(Batch(gone=[3, 7, 6]))
+    assert Journal(tmp_path, 1000).open().events == rows_of([8])
+    assert table_rows(tmp_path, "outbox") == 0
+    journal.close()
+
+
+def test_a_failed_write_of_events_leaves_the_file_and_the_next_writes_in_agreement(tmp_path):
+    """A write that rolls back (here a bad retained row) forgets its events and deletes;
+    the same batch again, as the persister retries it, writes and deletes exactly once."""
+    journal = Journal(tmp_path, 1000)
+    journal.open()
+    journal.write(Batch(events=rows_of([1, 2, 3])))
+    bad = Batch(events=rows_of([4, 5]), gone=[1, 2, 3, 4], owned=[("t", None, None, None)])  # type: ignore[list-item]
+    with pytest.raises(sqlite3.IntegrityError):
+        journal.write(bad)
+    assert [seq for seq, *_ in Journal(tmp_path, 1000).open().events] == [1, 2, 3]
+    journal.write(Batch(events=rows_of([4, 5]), gone=[1, 2, 3, 4]))
+    assert Journal(tmp_path, 1000).open().events == rows_of([5])
+    assert (table_rows(tmp_path, "outbox_runs"), table_rows(tmp_path, "outbox_gone")) == (1, 1)
+    journal.close()
+
+
 def test_delivered_ids_are_kept_up_to_the_capacity_in_runs(tmp_path):
     """One row per write; the newest ``capacity`` ids survive, in the order acknowledged."""
     journal = Journal(tmp_path, 5)

@@ -3,6 +3,7 @@
 One SQLite file in WAL mode. The event loop never touches it while running: the parts collect
 what changed into a ``Batch`` and ``Journal.write`` commits it in a worker thread, in one
 transaction (puts before deletes, so an event written and delivered in the same batch is gone).
+The waiting events' rows are ``journal_events``'.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge.pipeline.journal_events import SCHEMA as EVENTS_SCHEMA
+from bridge.pipeline.journal_events import EventRow, WaitingEvents
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "state.sqlite3"
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY, key TEXT, topic TEXT NOT NULL, payload BLOB NOT NULL,
-    qos INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS delivered (seq INTEGER PRIMARY KEY, key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS delivered_runs (
     seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, keys TEXT NOT NULL);
@@ -36,8 +37,6 @@ hundreds. The oldest runs are deleted while the newer ones hold ``delivered_capa
 ``delivered`` (one key per row) is what earlier versions wrote: read, older than every run,
 and forgotten the same way; nothing is added to it."""
 
-EventRow = tuple[int, str | None, str, bytes, int]
-"""seq, dedup key, topic, payload, qos."""
 OwnerRow = tuple[str, str, str | None, bytes | None]
 """topic, provider instance, account, and the payload where it is kept (providers that do not
 restore their state after a restart, e.g. webhooks)."""
@@ -68,18 +67,6 @@ class Batch:
         )
 
 
-def runs(seqs: list[int]) -> list[tuple[int, int]]:
-    """Sequence numbers as (first, last) runs of consecutive numbers: acknowledgements come
-    mostly in order, so a batch's deletes are a few ranges rather than a row each."""
-    out: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if out and seq == out[-1][1] + 1:
-            out[-1] = (out[-1][0], seq)
-        else:
-            out.append((seq, seq))
-    return out
-
-
 @dataclass(slots=True)
 class Loaded:
     """What the previous run left."""
@@ -102,6 +89,7 @@ class Journal:
         self._run_keys = 0
         self._legacy = 0
         """Rows left in the one-key-per-row ``delivered`` table of earlier versions."""
+        self._waiting = WaitingEvents()
 
     def open(self) -> Loaded:
         """Open (or create) the file and read what the previous run left."""
@@ -113,10 +101,8 @@ class Journal:
             # writes touch the newest pages and reads happen once, at start: a quarter of
             # SQLite's default 2 MB page cache serves them (the file's pages stay in the OS's)
             db.execute("PRAGMA cache_size=-512")
-            db.executescript(SCHEMA)
-            events = db.execute(
-                "SELECT seq, key, topic, payload, qos FROM outbox ORDER BY seq"
-            ).fetchall()
+            db.executescript(EVENTS_SCHEMA + SCHEMA)
+            events = self._waiting.read(db)
             delivered = self._read_delivered(db)
             owned = db.execute("SELECT topic, instance, account, payload FROM retained").fetchall()
         except BaseException:
@@ -131,7 +117,7 @@ class Journal:
             len(owned),
         )
         return Loaded(
-            [(int(s), k, t, bytes(p), int(q)) for s, k, t, p, q in events],
+            events,
             delivered,
             [(t, i, a, bytes(p) if p is not None else None) for t, i, a, p in owned],
         )
@@ -192,13 +178,9 @@ class Journal:
             db.execute("BEGIN")
             try:
                 if batch.events:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO outbox (seq, key, topic, payload, qos)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        batch.events,
-                    )
+                    self._waiting.put(db, batch.events)
                 if batch.gone:
-                    db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", runs(batch.gone))
+                    self._waiting.drop(db, batch.gone)
                 if batch.delivered:
                     self._write_delivered(db, batch.delivered)
                 if batch.owned:
@@ -218,7 +200,9 @@ class Journal:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 with contextlib.suppress(sqlite3.Error):
-                    self._count_runs(db)  # what the rolled-back transaction did not write
+                    # what the rolled-back transaction did not write
+                    self._count_runs(db)
+                    self._waiting.read(db)
                 raise
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge.pipeline.journal import EventRow
+from bridge.pipeline.journal_events import EventRow
 from bridge.pipeline.retained_state import Owner, RetainedState
 from bridge.pipeline.seen_ids import SeenIds
 
