@@ -161,6 +161,17 @@ def in_flight_at_break(before: list[str], order: list[str], window: int = MAX_IN
     return set(order[max(0, last - window + 1) : last + window + 1])
 
 
+def after_break(before: list[str], order: list[str], window: int = MAX_INFLIGHT) -> set[str]:
+    """Ids that may come twice after a broker restart, for events sent in ``order``: from
+    ``window`` before the last one the subscriber got before the break, on. The subscriber
+    lags the bridge under load (the broker queues for it what it has already acknowledged to
+    the bridge), so the bridge's window may lie past that id by the lag; the caller bounds how
+    many repeat (``window`` of the bridge's, and what the broker had in flight to the
+    subscriber)."""
+    last = max((order.index(i) for i in set(before)), default=-1)
+    return set(order[max(0, last - window + 1) :])
+
+
 def no_crash(daemon: DaemonProcess) -> None:
     """The process lives and never logged a traceback or a provider crash."""
     log = daemon.log()

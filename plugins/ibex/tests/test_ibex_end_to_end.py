@@ -81,7 +81,9 @@ def last_link(recorder: MqttRecorder) -> tuple[str, str | None]:
 async def test_burst_becomes_retained_balances_and_statuses(
     broker, recorder, daemon_config, sim, tmp_path
 ):
-    config = daemon_config(providers(sim, token_file(tmp_path, sim.mint())))
+    # what the WebSocket alone says: on a loaded machine the stream can take longer than
+    # fallback_after to come up, and a poll then publishes the HTTP API's fuller state
+    config = daemon_config(providers(sim, token_file(tmp_path, sim.mint()), fallback_after=60))
     async with DaemonProcess(config, tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_topic(f"{SAVINGS}/status/recovery")
@@ -142,7 +144,9 @@ async def test_burst_becomes_retained_balances_and_statuses(
 
 
 async def test_updates_reach_their_topics(broker, recorder, daemon_config, sim, tmp_path):
-    config = daemon_config(providers(sim, token_file(tmp_path, sim.mint())))
+    # what the WebSocket alone says: on a loaded machine the stream can take longer than
+    # fallback_after to come up, and a poll then publishes the HTTP API's fuller state
+    config = daemon_config(providers(sim, token_file(tmp_path, sim.mint()), fallback_after=60))
     async with DaemonProcess(config, tmp_path / "d") as daemon:
         await daemon.wait_ready()
         await recorder.wait_topic(f"{SAVINGS}/status/recovery")
