@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 
 from bridge.mqtt.pubacks import FastPubacks
+from bridge.mqtt.socket_reads import BufferedSocket
 from bridge.testing.broker import Broker
 from bridge.testing.recorder import MqttRecorder
 
@@ -52,3 +54,39 @@ async def test_the_paho_internals_the_fast_path_uses_are_there():
     client = aiomqtt.Client("127.0.0.1", 1)
     assert FastPubacks(client).install()
     assert mqtt.Client._handle_pubackcomp is not vars(client._client)["_handle_pubackcomp"]
+
+
+async def test_a_run_of_pubacks_in_the_read_buffer_is_settled_at_once():
+    """Below the broker: a paho client on a socket pair, a run of ten PUBACKs (the first for a
+    publish paho made, nine for messages it never saw) and a PINGRESP in one segment. paho's
+    message is settled by paho's bookkeeping, the nine reach ``on_ack`` in order, all but the
+    first (read by paho's way, which fills the buffer) straight from the buffer, and the
+    PINGRESP is still paho's to read."""
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    client = aiomqtt.Client("127.0.0.1", 1)
+    paho = client._client
+    fast = FastPubacks(client)
+    assert fast.install()
+    paho._sock = BufferedSocket(ours)
+    paho.on_socket_register_write = lambda *a: None
+    published: list[int] = []
+    paho.on_publish = lambda _c, _u, mid, *_rest: published.append(mid)
+    acked: list[int] = []
+    fast.on_ack = acked.append
+    try:
+        info = paho.publish("t/paho", b"x", qos=1)
+        assert info.mid == 1 and 1 in paho._out_messages
+        paho._last_bytes_received = 0.0
+        peer.sendall(b"".join(bytes([0x40, 0x02, 0, mid]) for mid in range(1, 11)) + b"\xd0\x00")
+        while paho.loop_read() == mqtt.MQTT_ERR_SUCCESS and paho._sock.pending():
+            pass
+        assert published == [1] and paho._out_messages == {}
+        assert acked == list(range(2, 11))
+        assert (fast.handled, fast.batched) == (10, 9)
+        assert paho._sock.pending() == 0  # the PINGRESP was read too
+        assert paho._last_bytes_received > 0
+    finally:
+        paho._sock = None
+        ours.close()
+        peer.close()

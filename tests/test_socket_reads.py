@@ -74,3 +74,22 @@ def test_everything_else_is_the_socket(pair):
     sock, _ = pair
     assert sock.fileno() == sock._sock.fileno()
     assert sock.send(b"x") == 1
+
+
+def test_the_pubacks_whole_at_the_head_are_taken_at_once_and_the_rest_left(pair):
+    """A run of PUBACKs, then a PINGRESP, PUBACKs again and a PUBACK cut in two by the segment:
+    ``take_pubacks`` takes exactly the whole PUBACKs before the first other byte."""
+    sock, peer = pair
+    big = bytes([0x40, 0x02, 0x12, 0x34])  # mid 0x1234: both bytes of the id
+    peer.sendall(PUBACKS + b"\xd0\x00" + big + PUBACKS[:2])
+    assert sock.recv(1) == b"\x40"  # paho's read of the first command fills the buffer
+    assert sock.recv(1) == b"\x02"
+    assert sock.recv(2) == b"\x00\x01"
+    assert sock.take_pubacks() == [2, 3, 4, 5]
+    assert sock.take_pubacks() == []  # the PINGRESP is paho's
+    assert read_packet(sock)[:1] == b"\xd0"
+    assert sock.take_pubacks() == [0x1234]
+    assert sock.take_pubacks() == []  # half a PUBACK waits for its rest
+    peer.sendall(PUBACKS[2:4])
+    assert read_packet(sock) == PUBACKS[:4]  # read by paho's way, from both segments
+    assert sock.pending() == 0

@@ -64,6 +64,17 @@ class BufferedSocket:
         self._pos = min(start + size, len(self._buffer))
         return self._buffer[start : self._pos]
 
+    def take_pubacks(self) -> list[int]:
+        """The message ids of the whole MQTT 3.1.1 PUBACKs at the head of the buffer, taken out
+        of it (a broker answers a batch of publishes with a run of them)."""
+        buffer, pos = self._buffer, self._pos
+        end = len(buffer) - 3
+        start = pos
+        while pos < end and buffer[pos] == 0x40 and buffer[pos + 1] == 0x02:
+            pos += 4
+        self._pos = pos
+        return [(buffer[i + 2] << 8) | buffer[i + 3] for i in range(start, pos, 4)]
+
     def pending(self) -> int:
         """Bytes readable without the kernel: what is buffered, and what TLS has decrypted."""
         buffered = len(self._buffer) - self._pos
