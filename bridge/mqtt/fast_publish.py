@@ -26,7 +26,8 @@ import paho.mqtt.client as mqtt
 from bridge.mqtt.pubacks import FastPubacks
 from bridge.mqtt.socket_writes import BatchedWrites
 
-FAST_INTERNALS = ("_out_packet", "_mid_generate", "_sock", "_protocol", "_logger")
+FAST_INTERNALS = ("_out_packet", "_mid_generate", "_sock", "_protocol", "_logger",
+                  "_raise_for_invalid_topic")  # fmt: skip
 """What ``FastPublish`` uses of paho's client."""
 
 MAX_PAYLOAD = 268_435_455
@@ -86,12 +87,11 @@ class FastPublish:
         """
         paho = self.client._client
         encoded = topic.encode()
-        if not encoded or b"+" in encoded or b"#" in encoded:
-            raise ValueError(f"invalid topic {topic!r}: empty or with a wildcard")
-        if len(encoded) > 65_535:
-            raise ValueError("topic longer than 65,535 bytes")
+        if not encoded:
+            raise ValueError("Invalid topic.")  # paho's words, as for the rest
+        paho._raise_for_invalid_topic(encoded)  # no wildcard, at most 65,535 bytes
         if len(payload) > MAX_PAYLOAD:
-            raise ValueError(f"payload larger than {MAX_PAYLOAD:,} bytes")
+            raise ValueError("Payload too large.")
         if paho._sock is None:
             return None
         mid = paho._mid_generate()

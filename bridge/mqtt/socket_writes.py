@@ -62,11 +62,11 @@ class BatchedWrites:
     def _register(self, paho: mqtt.Client, _userdata: Any, _sock: Any) -> None:
         if threading.get_ident() != self._thread:
             self.loop.call_soon_threadsafe(self._schedule)
-        elif self._watching is None:  # else the socket is full: its writability calls _write
-            self._schedule()
+        else:
+            self.queued()
 
     def queued(self) -> None:
-        """A packet was queued on the loop's thread without paho (``FastPublish``)."""
+        """A packet was queued on the loop's thread (by paho, or by ``FastPublish``)."""
         if self._watching is None:  # else the socket is full: its writability calls _write
             self._schedule()
 

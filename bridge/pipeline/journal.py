@@ -3,7 +3,7 @@
 One SQLite file in WAL mode. The event loop never touches it while running: the parts collect
 what changed into a ``Batch`` and ``Journal.write`` commits it in a worker thread, in one
 transaction (puts before deletes, so an event written and delivered in the same batch is gone).
-The waiting events' rows are ``journal_events``'.
+The waiting events' rows are kept by ``journal_events.WaitingEvents``.
 """
 
 from __future__ import annotations
